@@ -1,0 +1,170 @@
+"""Wiring: settings -> model, front end, store, transport, pipeline, processor, health server.
+
+The Kafka/Redis service and the embedded default differ only in the transport and the store;
+everything between them is the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import torch
+
+from consumer.attribution import ModelIdentity
+from consumer.backends.base import Sink, Source
+from consumer.engine import InferenceEngine
+from consumer.health import HealthServer
+from consumer.metrics import Metrics
+from consumer.pipeline import Pipeline, RetryPolicy, Topics
+from consumer.processor import Processor
+from consumer.settings import Settings
+from consumer.store import WindowStore
+from fame.checkpoint import load_checkpoint
+from fame.errors import ModelMissingError
+from fame.faces.frontend import FrontEndConfig, FrontEndPool
+from fame.video.decode import SamplingPolicy
+from fame.video.fetch import FetchPolicy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fame_default.pt"
+
+
+def checkpoint_path(settings: Settings) -> Path:
+    """`FAME_CHECKPOINT`, else the committed default; a clear startup error when missing."""
+    path = settings.checkpoint or DEFAULT_CHECKPOINT
+    if not path.is_file():
+        raise ModelMissingError(
+            f"FAME checkpoint not found at {path}: set FAME_CHECKPOINT (or --checkpoint) to a "
+            "checkpoint written by `fame train`"
+        )
+    return path
+
+
+def frontend_config(settings: Settings, crop_size_px: int) -> FrontEndConfig:
+    return FrontEndConfig(
+        fetch=FetchPolicy(
+            file_roots=tuple(settings.file_roots),
+            allow_private_addresses=settings.allow_private_addresses,
+            max_bytes=settings.max_video_bytes,
+        ),
+        sampling=SamplingPolicy(target_fps=settings.sample_fps),
+        detector_path=str(settings.detector_model) if settings.detector_model else None,
+        crop_size_px=crop_size_px,
+    )
+
+
+@dataclass
+class Service:
+    """Everything a running consumer owns; `close` releases in reverse order."""
+
+    settings: Settings
+    source: Source
+    sink: Sink
+    store: WindowStore
+    exit_when_idle: bool = False  # embedded: stop once the finite input is done
+    metrics: Metrics = field(default_factory=Metrics)
+    engine: InferenceEngine | None = None
+    frontend: FrontEndPool | None = None
+    processor: Processor | None = None
+    health: HealthServer | None = None
+
+    def build(self) -> Service:
+        settings = self.settings
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, meta = load_checkpoint(checkpoint_path(settings), device=device)
+        identity = ModelIdentity.from_meta(meta)
+        log.info(
+            "model %s %s on %s, classes %s",
+            identity.name,
+            identity.version,
+            device,
+            list(identity.classes),
+        )
+        self.engine = InferenceEngine(
+            model,
+            meta,
+            device,
+            settings.max_batch,
+            settings.max_wait_ms,
+            observer=self.metrics.observe_batch,
+        )
+        self.frontend = FrontEndPool(
+            frontend_config(settings, meta.input_size),
+            workers=settings.workers,
+            task_timeout_s=settings.task_timeout_s,
+            memory_limit_mb=settings.worker_memory_limit_mb,
+        )
+        pipeline = Pipeline(
+            sink=self.sink,
+            topics=Topics(settings.verdicts_topic, settings.dlq_topic),
+            store=self.store,
+            analyze=self.frontend.submit,
+            engine=self.engine,
+            model=identity,
+            metrics=self.metrics,
+            retry=RetryPolicy(settings.max_attempts, settings.retry_base_ms, settings.retry_max_ms),
+            window_stride=settings.window_stride,
+            max_in_flight=settings.max_in_flight,
+        )
+        self.processor = Processor(
+            self.source,
+            pipeline,
+            self.metrics,
+            max_in_flight=settings.max_in_flight,
+            commit_interval_ms=settings.commit_interval_ms,
+            drain_timeout_s=settings.drain_timeout_s,
+            exit_when_idle=self.exit_when_idle,
+        )
+        return self
+
+    def serve_health(self, port: int | None = None) -> None:
+        self.health = HealthServer(
+            self.settings.http_host,
+            self.settings.http_port if port is None else port,
+            self.metrics,
+            alive=self._alive,
+            ready=self._ready,
+        )
+        self.health.start()
+
+    def _alive(self) -> dict[str, bool]:
+        loop_age_s = time.monotonic() - (self.processor.last_loop if self.processor else 0)
+        return {"run_loop": loop_age_s < 60}
+
+    def _ready(self) -> dict[str, bool]:
+        return {
+            "model_loaded": self.engine is not None,
+            "partitions_assigned": bool(self.processor and self.processor.assigned),
+            "redis": self.store.ping(),
+        }
+
+    def run(self) -> None:
+        """Run until the input is exhausted (embedded) or SIGTERM/SIGINT (service)."""
+        assert self.processor is not None, "build() first"
+        processor = self.processor
+        if threading.current_thread() is threading.main_thread():
+
+            def _stop(signum: int, frame: FrameType | None) -> None:
+                log.info("signal %d: draining", signum)
+                processor.stop()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+        processor.run()
+
+    def close(self) -> None:
+        if self.health:
+            self.health.close()
+        if self.frontend:
+            self.frontend.close()
+        if self.engine:
+            self.engine.close()
+        self.sink.close()
+        self.store.close()

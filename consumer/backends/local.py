@@ -1,0 +1,158 @@
+"""An in-process broker with the same `Source`/`Sink` semantics as Kafka.
+
+Used by the embedded default (`fame-consumer run --embedded`: events from a JSONL file or a folder
+of videos, verdicts to stdout or a JSONL file) and by the contract tests. One consumer, all
+partitions assigned to it; commits are kept per group like Kafka's, so a restarted source over the
+same broker resumes after the committed offset.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import IO
+
+from consumer.backends.base import AssignmentCallback, Sink, Source
+from consumer.messages import Message, Partition
+
+
+@dataclass
+class LocalBroker:
+    """Topics as append-only lists per partition, and committed offsets per group."""
+
+    partitions_per_topic: int = 1
+    _logs: dict[Partition, list[Message]] = field(default_factory=dict)
+    _commits: dict[tuple[str, Partition], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _listeners: list[Callable[[str, bytes | None, bytes], None]] = field(default_factory=list)
+
+    def append(self, topic: str, key: bytes | None, value: bytes) -> Message:
+        index = zlib.crc32(key) % self.partitions_per_topic if key is not None else 0
+        partition = Partition(topic, index)
+        with self._lock:
+            log = self._logs.setdefault(partition, [])
+            message = Message(partition, len(log), key, value)
+            log.append(message)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(topic, key, value)
+        return message
+
+    def read(self, partition: Partition, offset: int, limit: int) -> list[Message]:
+        with self._lock:
+            return list(self._logs.get(partition, [])[offset : offset + limit])
+
+    def partitions(self, topic: str) -> set[Partition]:
+        return {Partition(topic, index) for index in range(self.partitions_per_topic)}
+
+    def messages(self, topic: str) -> list[Message]:
+        with self._lock:
+            return [m for p, log in sorted(self._logs.items()) if p.topic == topic for m in log]
+
+    def commit(self, group: str, offsets: dict[Partition, int]) -> None:
+        with self._lock:
+            for partition, offset in offsets.items():
+                self._commits[(group, partition)] = offset
+
+    def committed(self, group: str, partition: Partition) -> int:
+        with self._lock:
+            return self._commits.get((group, partition), 0)
+
+    def on_append(self, listener: Callable[[str, bytes | None, bytes], None]) -> None:
+        """Call `listener(topic, key, value)` for every appended record (the embedded printer)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+
+class LocalSource(Source):
+    """Reads one topic of a `LocalBroker` as the only member of `group`."""
+
+    def __init__(self, broker: LocalBroker, topic: str, group: str) -> None:
+        self._broker = broker
+        self._topic = topic
+        self._group = group
+        self._positions: dict[Partition, int] = {}
+        self._paused: set[Partition] = set()
+        self._closed = False
+
+    def subscribe(
+        self,
+        on_assign: AssignmentCallback,
+        on_revoke: AssignmentCallback,
+        on_lost: AssignmentCallback,
+    ) -> None:
+        assigned = self._broker.partitions(self._topic)
+        self._positions = {p: self._broker.committed(self._group, p) for p in assigned}
+        on_assign(set(assigned))
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Message]:
+        records: list[Message] = []
+        for partition in sorted(self._positions):
+            if partition in self._paused or len(records) >= max_records:
+                continue
+            batch = self._broker.read(
+                partition, self._positions[partition], max_records - len(records)
+            )
+            if batch:
+                self._positions[partition] = batch[-1].offset + 1
+                records.extend(batch)
+        if not records and timeout_s > 0:
+            threading.Event().wait(min(timeout_s, 0.05))
+        return records
+
+    def pause(self, partitions: set[Partition]) -> None:
+        self._paused |= partitions & set(self._positions)
+
+    def resume(self, partitions: set[Partition]) -> None:
+        self._paused -= partitions
+
+    def assignment(self) -> set[Partition]:
+        return set(self._positions)
+
+    def commit(self, offsets: dict[Partition, int]) -> None:
+        if self._closed:
+            raise RuntimeError("commit on a closed LocalSource")
+        self._broker.commit(self._group, offsets)
+
+    def exhausted(self) -> bool:
+        return all(
+            not self._broker.read(partition, position, 1)
+            for partition, position in self._positions.items()
+        )
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class LocalSink(Sink):
+    """Appends to a `LocalBroker`; optionally mirrors each record as a line to a text stream."""
+
+    def __init__(self, broker: LocalBroker, mirror: IO[str] | None = None) -> None:
+        self._broker = broker
+        self._mirror = mirror
+        self._lock = threading.Lock()
+
+    def produce(self, topic: str, key: bytes | None, value: bytes) -> Future[None]:
+        future: Future[None] = Future()
+        try:
+            self._broker.append(topic, key, value)
+            if self._mirror is not None:
+                with self._lock:
+                    self._mirror.write(value.decode("utf-8", errors="replace") + "\n")
+                    self._mirror.flush()
+        except Exception as error:  # delivered to the caller through the future, like Kafka
+            future.set_exception(error)
+        else:
+            future.set_result(None)
+        return future
+
+    def flush(self, timeout_s: float) -> None:
+        if self._mirror is not None:
+            with self._lock:
+                self._mirror.flush()
+
+    def close(self) -> None:
+        self.flush(0)

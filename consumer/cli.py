@@ -1,0 +1,196 @@
+"""`fame-consumer`: the streaming attribution service.
+
+Configuration comes from ``FAME_*`` environment variables (optionally an env file); flags only
+choose the mode. `run` is the service (Kafka + Redis); `run --embedded` is the same pipeline on an
+in-process broker and in-memory windows: events from a JSONL file or a folder of videos, verdicts
+as JSON lines on stdout or to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from consumer import logs
+from consumer.settings import Settings
+
+if TYPE_CHECKING:
+    from consumer.app import Service
+
+log = logging.getLogger("consumer")
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+ENV_HELP = """environment (prefix FAME_): KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, VERDICTS_TOPIC,
+DLQ_TOPIC, GROUP_ID, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME,
+KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, REDIS_URL, REDIS_PASSWORD, WINDOW_TTL_S, CHECKPOINT,
+DETECTOR_MODEL, FILE_ROOTS (JSON list), ALLOW_PRIVATE_ADDRESSES, MAX_VIDEO_BYTES, SAMPLE_FPS,
+WINDOW_STRIDE, WORKERS, TASK_TIMEOUT_S, WORKER_MEMORY_LIMIT_MB, MAX_IN_FLIGHT, MAX_BATCH,
+MAX_WAIT_MS, MAX_ATTEMPTS, RETRY_BASE_MS, RETRY_MAX_MS, DRAIN_TIMEOUT_S, COMMIT_INTERVAL_MS,
+HTTP_HOST, HTTP_PORT, LOG_LEVEL. See docs/integration.md."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fame-consumer",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    run = sub.add_parser(
+        "run",
+        help="consume events and publish verdicts",
+        description="Consume VideoEvents, publish AttributionVerdicts (and DeadLetters).",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--env-file", type=Path, help="read FAME_* settings from this file too")
+    run.add_argument(
+        "--embedded",
+        action="store_true",
+        help="no Kafka, no Redis: in-process broker and in-memory windows",
+    )
+    run.add_argument(
+        "--input",
+        type=Path,
+        help="embedded: a JSONL file of VideoEvents, or a folder of videos (one event each)",
+    )
+    run.add_argument(
+        "--output", type=Path, help="embedded: write verdicts and dead letters here (JSONL)"
+    )
+    run.add_argument("--checkpoint", type=Path, help="overrides FAME_CHECKPOINT")
+    run.add_argument("--detector", type=Path, help="overrides FAME_DETECTOR_MODEL")
+    run.set_defaults(func=_run)
+    check = sub.add_parser(
+        "check-config", help="validate the configuration and print it (secrets masked)"
+    )
+    check.add_argument("--env-file", type=Path)
+    check.set_defaults(func=_check_config)
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("checkpoint", "detector"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides["detector_model" if name == "detector" else name] = value
+    env_file = getattr(args, "env_file", None)
+    return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args)
+    except ValidationError as error:
+        print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    print(settings.model_dump_json(indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args)
+    except ValidationError as error:
+        print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    from fame.errors import FameError
+
+    try:
+        service = _embedded(settings, args) if args.embedded else _kafka(settings)
+        service.build()
+    except FameError as error:
+        log.error("startup failed: %s", error)
+        return 2
+    try:
+        if not args.embedded:
+            service.serve_health()
+        service.run()
+    finally:
+        service.close()
+    return 0
+
+
+def _kafka(settings: Settings) -> Service:
+    from consumer.app import Service
+    from consumer.backends.kafka import KafkaSink, KafkaSource
+    from consumer.store import RedisWindowStore
+
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return Service(
+        settings=settings,
+        source=KafkaSource(settings),
+        sink=KafkaSink(settings),
+        store=RedisWindowStore(settings.redis_url, settings.window_ttl_s, password),
+    )
+
+
+def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
+    from consumer.app import Service
+    from consumer.backends.local import LocalBroker, LocalSink, LocalSource
+    from consumer.store import MemoryWindowStore
+
+    if args.input is None:
+        raise SystemExit("--embedded needs --input (a JSONL file of events or a video folder)")
+    broker = LocalBroker()
+    events, roots = embedded_events(args.input)
+    settings = settings.model_copy(update={"file_roots": [*settings.file_roots, *roots]})
+    for event in events:
+        broker.append(settings.events_topic, None, event)
+    output: IO[str] = args.output.open("w") if args.output else sys.stdout
+    return Service(
+        settings=settings,
+        source=LocalSource(broker, settings.events_topic, settings.group_id),
+        sink=LocalSink(broker, mirror=output),
+        store=MemoryWindowStore(),
+        exit_when_idle=True,
+    )
+
+
+def embedded_events(path: Path) -> tuple[list[bytes], list[Path]]:
+    """Raw event payloads from a JSONL file (as is: bad lines are dead-lettered like in Kafka),
+    or one `VideoEvent` per video in a folder (whose path becomes an allowed file root)."""
+    if path.is_file():
+        return [line.encode() for line in path.read_text().splitlines() if line.strip()], []
+    if not path.is_dir():
+        raise SystemExit(f"--input {path} is neither a file nor a folder")
+    videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    events = [
+        json.dumps(
+            {
+                "schema_version": "1.0",
+                "event_id": f"local-{uuid.uuid5(uuid.NAMESPACE_URL, video.resolve().as_uri())}",
+                "video_id": _safe_id(video.stem),
+                "source_uri": video.resolve().as_uri(),
+                "byte_size": video.stat().st_size,
+                "submitted_at": datetime.now(UTC).isoformat(),
+            }
+        ).encode()
+        for video in videos
+    ]
+    return events, [path.resolve()]
+
+
+def _safe_id(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._:-" else "-" for c in text).lstrip("._:-")
+    return (cleaned or "video")[:128]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Service configuration: environment variables with the prefix ``FAME_``, or a ``.env``-style file.
+
+Every option has a default that works for the local stack except the ones that name things only an
+operator knows (bootstrap servers, checkpoint). Invalid values fail at startup with the variable's
+name in the message (pydantic-settings does that), never later inside a worker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+class Settings(BaseSettings):
+    """All knobs of `fame-consumer run` (see its ``--help`` and docs/integration.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FAME_", env_file=None, extra="ignore", validate_default=True
+    )
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="host:port[,host:port]")
+    events_topic: str = Field("fame.video-events", min_length=1)
+    verdicts_topic: str = Field("fame.verdicts", min_length=1)
+    dlq_topic: str = Field("fame.dead-letters", min_length=1)
+    group_id: str = Field("fame-consumer", min_length=1)
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    session_timeout_ms: int = Field(45_000, ge=6_000)
+
+    # Redis
+    redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
+    redis_password: SecretStr | None = None
+    window_ttl_s: int = Field(24 * 3600, ge=60, description="TTL of window and dedupe keys")
+
+    # Models and the front end
+    checkpoint: Path | None = Field(None, description="FAME checkpoint (.pt)")
+    detector_model: Path | None = Field(None, description="SCRFD .onnx or InsightFace pack dir")
+    file_roots: list[Path] = Field(default_factory=list, description="roots for file:// sources")
+    allow_private_addresses: bool = False
+    max_video_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    sample_fps: float = Field(8.0, gt=0, le=60)
+    window_stride: int = Field(8, ge=1)
+    workers: int = Field(2, ge=1, le=64, description="front-end worker processes")
+    task_timeout_s: float = Field(120.0, gt=0)
+    worker_memory_limit_mb: int | None = Field(None, ge=256)
+
+    # Flow control and batching
+    max_in_flight: int = Field(8, ge=1, le=1024)
+    max_batch: int = Field(64, ge=1, le=4096, description="windows per model call")
+    max_wait_ms: float = Field(10.0, ge=0, le=1000)
+    max_attempts: int = Field(4, ge=1, le=20)
+    retry_base_ms: float = Field(200.0, gt=0)
+    retry_max_ms: float = Field(10_000.0, gt=0)
+    drain_timeout_s: float = Field(30.0, ge=0)
+    commit_interval_ms: int = Field(500, ge=0)
+
+    # HTTP and logs
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _json_list(cls, value: object) -> object:
+        """Accept a JSON list (``FAME_FILE_ROOTS='["/data"]'``) or a plain path."""
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return []
+            if text.startswith("["):
+                return json.loads(text)
+            return [text]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "FAME_KAFKA_SECURITY_PROTOCOL="
+                f"{self.kafka_security_protocol} needs FAME_KAFKA_SASL_MECHANISM, "
+                "FAME_KAFKA_SASL_USERNAME and FAME_KAFKA_SASL_PASSWORD"
+            )
+        if len({self.events_topic, self.verdicts_topic, self.dlq_topic}) != 3:
+            raise ValueError("events, verdicts and DLQ topics must be three different topics")
+        if self.retry_max_ms < self.retry_base_ms:
+            raise ValueError(
+                f"FAME_RETRY_MAX_MS={self.retry_max_ms} is below FAME_RETRY_BASE_MS="
+                f"{self.retry_base_ms}"
+            )
+        return self
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options shared by the consumer and the producers."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return options

@@ -1,0 +1,1 @@
+"""Subcommands of the `fame` CLI, one module each (see `fame.cli.COMMANDS`)."""

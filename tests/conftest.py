@@ -1,0 +1,68 @@
+"""Fixtures shared by the whole suite: the read-only shared/ folder and the local services."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """`$FAME_SHARED_DIR`, else ``../shared`` beside the repository root."""
+    return Path(os.environ.get("FAME_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared data folder; tests that need it skip with a reason when it is absent."""
+    path = shared_dir()
+    if not (path / "data").is_dir():
+        pytest.skip(f"shared data folder not found at {path} (set FAME_SHARED_DIR)")
+    return path
+
+
+def _services_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    path = REPO_ROOT / ".services.env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                env[key.strip()] = value.strip()
+    for key in ("FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """Bootstrap servers of the real local broker started by `make services-up`."""
+    value = _services_env().get("FAME_KAFKA_BOOTSTRAP_SERVERS")
+    if not value:
+        pytest.skip("no Kafka: run `make services-up` (writes .services.env)")
+    return value
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the real local redis-server started by `make services-up`."""
+    value = _services_env().get("FAME_REDIS_URL")
+    if not value:
+        pytest.skip("no Redis: run `make services-up` (writes .services.env)")
+    return value
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `gpu` tests without CUDA (the only automatic skip; everything else runs in CI)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
