@@ -11,40 +11,25 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 import torch
 
-from consumer.attribution import ModelIdentity
 from consumer.backends.base import Sink, Source
-from consumer.engine import InferenceEngine
 from consumer.health import HealthServer
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline, RetryPolicy, Topics
 from consumer.processor import Processor
 from consumer.settings import Settings
 from consumer.store import WindowStore
-from fame.checkpoint import load_checkpoint
-from fame.errors import ModelMissingError
+from fame.attribution import ModelIdentity
+from fame.checkpoint import load_checkpoint, resolve_checkpoint
 from fame.faces.frontend import FrontEndConfig, FrontEndPool
+from fame.inference import InferenceEngine
 from fame.video.decode import SamplingPolicy
 from fame.video.fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "fame_default.pt"
-
-
-def checkpoint_path(settings: Settings) -> Path:
-    """`FAME_CHECKPOINT`, else the committed default; a clear startup error when missing."""
-    path = settings.checkpoint or DEFAULT_CHECKPOINT
-    if not path.is_file():
-        raise ModelMissingError(
-            f"FAME checkpoint not found at {path}: set FAME_CHECKPOINT (or --checkpoint) to a "
-            "checkpoint written by `fame train`"
-        )
-    return path
 
 
 def frontend_config(settings: Settings, crop_size_px: int) -> FrontEndConfig:
@@ -78,7 +63,12 @@ class Service:
     def build(self) -> Service:
         settings = self.settings
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, meta = load_checkpoint(checkpoint_path(settings), device=device)
+        model, meta = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=device)
+        if settings.window_stride > meta.clip_len:
+            raise ValueError(
+                f"FAME_WINDOW_STRIDE={settings.window_stride} exceeds the model's clip length "
+                f"{meta.clip_len}: frames between windows would never be scored"
+            )
         identity = ModelIdentity.from_meta(meta)
         log.info(
             "model %s %s on %s, classes %s",
@@ -133,6 +123,7 @@ class Service:
             ready=self._ready,
         )
         self.health.start()
+        log.info("http server on port %d (/healthz /readyz /metrics)", self.health.port)
 
     def _alive(self) -> dict[str, bool]:
         loop_age_s = time.monotonic() - (self.processor.last_loop if self.processor else 0)

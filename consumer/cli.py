@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from consumer import logs
 from consumer.settings import Settings
+from schemas.fields import to_safe_id
 
 if TYPE_CHECKING:
     from consumer.app import Service
@@ -110,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         service = _embedded(settings, args) if args.embedded else _kafka(settings)
         service.build()
-    except FameError as error:
+    except (FameError, ValueError) as error:
         log.error("startup failed: %s", error)
         return 2
     try:
@@ -171,7 +172,7 @@ def embedded_events(path: Path) -> tuple[list[bytes], list[Path]]:
             {
                 "schema_version": "1.0",
                 "event_id": f"local-{uuid.uuid5(uuid.NAMESPACE_URL, video.resolve().as_uri())}",
-                "video_id": _safe_id(video.stem),
+                "video_id": to_safe_id(video.stem),
                 "source_uri": video.resolve().as_uri(),
                 "byte_size": video.stat().st_size,
                 "submitted_at": datetime.now(UTC).isoformat(),
@@ -180,11 +181,6 @@ def embedded_events(path: Path) -> tuple[list[bytes], list[Path]]:
         for video in videos
     ]
     return events, [path.resolve()]
-
-
-def _safe_id(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "._:-" else "-" for c in text).lstrip("._:-")
-    return (cleaned or "video")[:128]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

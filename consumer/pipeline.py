@@ -25,14 +25,14 @@ from typing import TypeVar
 
 import pydantic
 
-from consumer.attribution import ModelIdentity, build_verdict, fold_segment
 from consumer.backends.base import Sink
-from consumer.engine import InferenceEngine
 from consumer.messages import Message
 from consumer.metrics import Metrics
 from consumer.store import SEGMENT_RECORD, WindowStore
+from fame.attribution import ModelIdentity, build_verdict, fold_segment
 from fame.errors import FameError
 from fame.faces.frontend import FrontEndResult
+from fame.inference import InferenceEngine
 from schemas import AttributionVerdict, DeadLetter, DeadLetterSource, ErrorInfo, make_verdict_id
 from schemas.errors import ErrorCode
 from schemas.event import VideoEvent
@@ -158,7 +158,9 @@ class Pipeline:
         record = SEGMENT_RECORD
         if event.last_segment:
             timings["total"] = sum(timings.values())
-            verdict = build_verdict(event, state, self._model, timings)
+            verdict = build_verdict(
+                event.event_id, event.segment_index, state, self._model, timings
+            )
             record = verdict.model_dump_json().encode()
         started = time.perf_counter()
         stored = self._store.commit_segment(state, event.event_id, record, event.last_segment)
@@ -273,10 +275,12 @@ class Pipeline:
 
 def _parse_failure(error: pydantic.ValidationError) -> _Failure:
     kinds = {e["type"] for e in error.errors()}
-    locations = {e["loc"][0] for e in error.errors() if e["loc"]}
+    version_given = any(
+        e["loc"][:1] == ("schema_version",) and e["type"] != "missing" for e in error.errors()
+    )
     if "json_invalid" in kinds or "json_type" in kinds or "model_type" in kinds:
         code = ErrorCode.INVALID_JSON
-    elif "schema_version" in locations:
+    elif version_given:  # a producer on a contract version we do not speak
         code = ErrorCode.UNSUPPORTED_SCHEMA_VERSION
     else:
         code = ErrorCode.SCHEMA_VIOLATION

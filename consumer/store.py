@@ -21,8 +21,8 @@ from typing import Any, cast
 
 import redis
 
-from consumer.windows import VideoState
 from fame.errors import TransientError
+from fame.windows import VideoState
 from schemas.errors import ErrorCode
 
 SEGMENT_RECORD = b"segment"

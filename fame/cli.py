@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 
 # One line per subcommand module, in the order `--help` lists them.
-COMMANDS: tuple[str, ...] = ("info", "faces", "preprocess", "train", "evaluate", "export")
+COMMANDS: tuple[str, ...] = (
+    "info",
+    "faces",
+    "preprocess",
+    "train",
+    "evaluate",
+    "export",
+    "attribute",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

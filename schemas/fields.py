@@ -55,3 +55,9 @@ UtcDatetime = Annotated[
     Field(strict=False, json_schema_extra={"pattern": AWARE_DATETIME_PATTERN}),
     AfterValidator(_to_utc),
 ]
+
+
+def to_safe_id(text: str) -> str:
+    """A valid id (`SafeId`) derived from free text such as a file name, for local tools."""
+    cleaned = "".join(c if (c.isalnum() and c.isascii()) or c in "._:-" else "-" for c in text)
+    return (cleaned.lstrip("._:-") or "video")[:128]

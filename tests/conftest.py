@@ -66,3 +66,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+CLASSES = ["real", "faceswap", "lightweight", "iae", "dfaker", "dfl-h128"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small, untrained FAME checkpoint: service tests check plumbing, not accuracy."""
+    import torch
+
+    from fame.checkpoint import build_meta, save_checkpoint
+    from fame.model import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fame_tiny", len(CLASSES), clip_len=8)
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny.pt"
+    save_checkpoint(path, model, build_meta(model, "fame_tiny", CLASSES))
+    return path
+
+
+@pytest.fixture(scope="session")
+def detector(shared: Path) -> Path:
+    """The SCRFD-500MF detector (with keypoints) from the shared folder."""
+    return shared / "models" / "scrfd_500m_bnkps.onnx"

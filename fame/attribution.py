@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from consumer.engine import InferenceEngine
-from consumer.windows import TrackState, VideoState, link_tracks, plan_windows
 from fame.aggregate import decide_video
 from fame.checkpoint import CheckpointMeta
 from fame.faces.frontend import FaceTrack, FrontEndResult
+from fame.inference import InferenceEngine
+from fame.windows import TrackState, VideoState, link_tracks, plan_windows
 from schemas import AttributionVerdict, ModelInfo, SalientFrame, TrackResult, make_verdict_id
-from schemas.event import VideoEvent
 
 VERDICT_SALIENT_FRAMES = 5
 
@@ -136,7 +135,8 @@ def _score_windows(track: TrackState, engine: InferenceEngine, stride: int, fina
                 track.tail_frames[span],
                 track.tail_times[span],
             )
-    keep_from = (track.positions if final else max(next_start, base)) - base
+    # Keep the last T-1 frames: enough for every later window, including the final tail window.
+    keep_from = (track.positions if final else max(base, track.positions - clip_len + 1)) - base
     track.tail = track.tail[keep_from:]
     track.tail_frames = track.tail_frames[keep_from:]
     track.tail_times = track.tail_times[keep_from:]
@@ -144,7 +144,8 @@ def _score_windows(track: TrackState, engine: InferenceEngine, stride: int, fina
 
 
 def build_verdict(
-    event: VideoEvent,
+    event_id: str,
+    segment_index: int,
     state: VideoState,
     model: ModelIdentity,
     timings_ms: dict[str, float],
@@ -152,10 +153,10 @@ def build_verdict(
     """The verdict of a closed video: `attributed` over its scored tracks, else `no_face`."""
     scored = [t for t in sorted(state.tracks.values(), key=lambda t: t.track_id) if t.windows]
     common = {
-        "verdict_id": make_verdict_id(event.event_id, model.version),
-        "event_id": event.event_id,
-        "video_id": event.video_id,
-        "segment_index": event.segment_index,
+        "verdict_id": make_verdict_id(event_id, model.version),
+        "event_id": event_id,
+        "video_id": state.video_id,
+        "segment_index": segment_index,
         "model": model.info(),
         "timings_ms": {k: round(v, 3) for k, v in timings_ms.items()},
         "produced_at": datetime.now(UTC),

@@ -4,8 +4,8 @@ A long or live video arrives as several events (segment 0..n). Each face track k
 segments, only what the next window needs: the per-frame embeddings (float16) of the frames not
 yet covered by a full window (at most T-1), plus running evidence (sum of window probabilities,
 window count, the most salient frames). Tracks of a new segment are linked to the previous
-segment's tracks by box overlap. Everything here is pure and serialisable; `consumer.store`
-persists it (Redis, or memory in the embedded mode).
+segment's tracks by box overlap. Everything here is pure and serialisable; the service persists
+it between segments (Redis, or memory in the embedded mode).
 """
 
 from __future__ import annotations
@@ -147,8 +147,10 @@ def plan_windows(
     and the frames after the last full window get one tail window ending at the last frame.
     Returns the windows and the next start position.
     """
-    if clip_len < 1 or stride < 1:
-        raise ValueError(f"clip_len and stride must be >= 1, got {clip_len}, {stride}")
+    if clip_len < 1 or not 1 <= stride <= clip_len:
+        raise ValueError(
+            f"need clip_len >= 1 and 1 <= stride <= clip_len, got {clip_len}, {stride}"
+        )
     windows: list[tuple[int, int]] = []
     start = next_start
     while start + clip_len <= positions:

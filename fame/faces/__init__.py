@@ -1,0 +1,1 @@
+"""Face front end: detector adapter, tracker, alignment and the pipeline that chains them."""

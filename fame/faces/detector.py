@@ -1,0 +1,226 @@
+"""Face detectors behind one small interface: InsightFace SCRFD (ONNX), or a weak fallback.
+
+Where the SCRFD model comes from, in order: the explicit path (``--detector``), then
+``$FAME_DETECTOR_MODEL``, then ``$FAME_SHARED_DIR/models/scrfd_500m_bnkps.onnx`` (default
+``../shared`` beside the repository root, or beside the working directory), then an InsightFace
+pack under ``~/.insightface/models/`` (``buffalo_s``, ``buffalo_l``). Nothing is ever downloaded.
+An explicitly named model that is missing is a `ModelMissingError`; only when nothing was named
+and nothing was found does the fallback (scikit-image's LBP cascade; OpenCV 5 ships no cascades)
+load, with a loud warning: it misses small and non-frontal faces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from fame.errors import FameError, ModelMissingError
+from schemas.errors import ErrorCode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHARED_MODEL = Path("models") / "scrfd_500m_bnkps.onnx"
+INSIGHTFACE_PACKS = ("buffalo_s", "buffalo_l")
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+CASCADE_SCORE = 0.5
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces in one frame, in pixel coordinates of that frame: boxes x1,y1,x2,y2."""
+
+    boxes: np.ndarray  # float32 [K, 4]
+    scores: np.ndarray  # float32 [K]
+    keypoints: np.ndarray | None  # float32 [K, 5, 2] (eyes, nose, mouth corners) or None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        """Faces in an RGB uint8 [H, W, 3] frame."""
+        ...
+
+
+class ScrfdDetector:
+    """SCRFD through `insightface.model_zoo.get_model`, on CUDA when it really runs there."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        det_size: int = 640,
+        det_thresh: float = 0.5,
+        providers: tuple[str, ...] | None = None,
+    ) -> None:
+        if not 0.0 < det_thresh < 1.0:
+            raise ValueError(f"det_thresh must be in (0, 1), got {det_thresh}")
+        if det_size <= 0 or det_size % 32:
+            raise ValueError(f"det_size must be a positive multiple of 32, got {det_size}")
+        self.model_file = _onnx_file(Path(model_path))
+        requested = providers if providers is not None else _preferred_providers()
+        self._model = _load_scrfd(self.model_file, requested)
+        self._model.prepare(0, input_size=(det_size, det_size), det_thresh=det_thresh)
+        self.provider = _check_providers(self._model.session.get_providers(), requested)
+        self.name = f"scrfd:{self.model_file.name}@{self.provider}"
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        try:
+            det, kps = self._model.detect(bgr)
+        except Exception as e:
+            raise FameError(
+                f"SCRFD failed on a {rgb.shape} frame: {e}", code=ErrorCode.MODEL_ERROR
+            ) from e
+        keypoints = None if kps is None else np.asarray(kps, dtype=np.float32).reshape(-1, 5, 2)
+        return Detections(
+            boxes=np.asarray(det[:, :4], dtype=np.float32).reshape(-1, 4),
+            scores=np.asarray(det[:, 4], dtype=np.float32).reshape(-1),
+            keypoints=keypoints,
+        )
+
+
+class LbpCascadeDetector:
+    """scikit-image's multi-block LBP frontal-face cascade: no keypoints and no confidence, so
+    every box gets the constant score `CASCADE_SCORE` (choose ``det_thresh`` below it)."""
+
+    name = "lbp-cascade(skimage)"
+
+    def __init__(self, *, min_face_px: int = 24, min_neighbors: int = 4) -> None:
+        import skimage.data
+        from skimage.feature import Cascade
+
+        self._cascade = Cascade(skimage.data.lbp_frontal_face_cascade_filename())  # type: ignore[no-untyped-call]
+        self._min_face_px = min_face_px
+        self._min_neighbors = min_neighbors
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        from skimage.color import rgb2gray
+
+        gray = rgb2gray(rgb)
+        side = min(gray.shape)
+        found = self._cascade.detect_multi_scale(
+            img=gray,
+            scale_factor=1.2,
+            step_ratio=1,
+            min_size=(self._min_face_px, self._min_face_px),
+            max_size=(side, side),
+            min_neighbor_number=self._min_neighbors,
+        )
+        boxes = np.array(
+            [[d["c"], d["r"], d["c"] + d["width"], d["r"] + d["height"]] for d in found],
+            dtype=np.float32,
+        ).reshape(-1, 4)
+        scores = np.full(len(boxes), CASCADE_SCORE, np.float32)
+        return Detections(boxes=boxes, scores=scores, keypoints=None)
+
+
+def shared_dir() -> Path:
+    """`$FAME_SHARED_DIR`, else ``../shared`` beside the repository root (or the cwd)."""
+    env = os.environ.get("FAME_SHARED_DIR")
+    if env:
+        return Path(env)
+    beside_repo = _REPO_ROOT.parent / "shared"
+    return beside_repo if beside_repo.is_dir() else Path.cwd().parent / "shared"
+
+
+def resolve_detector_path(explicit: str | Path | None = None) -> Path | None:
+    """The SCRFD model (file or pack) to load, or None when none exists (fallback time).
+
+    A path the user named (argument or ``FAME_DETECTOR_MODEL``) must exist.
+    """
+    named = explicit if explicit not in (None, "") else os.environ.get("FAME_DETECTOR_MODEL")
+    if named:
+        path = Path(named).expanduser()
+        if not path.exists():
+            raise ModelMissingError(f"detector model not found: {path}")
+        return path
+    candidates = [shared_dir() / DEFAULT_SHARED_MODEL]
+    candidates += [Path.home() / ".insightface" / "models" / pack for pack in INSIGHTFACE_PACKS]
+    return next((path for path in candidates if path.exists()), None)
+
+
+def load_detector(
+    path: str | Path | None = None,
+    *,
+    det_size: int = 640,
+    det_thresh: float = 0.5,
+    allow_fallback: bool = True,
+    providers: tuple[str, ...] | None = None,
+) -> FaceDetector:
+    """Load the detector once per process (a session costs ~1 s and tens of MB)."""
+    resolved = resolve_detector_path(path)
+    if resolved is not None:
+        return ScrfdDetector(
+            resolved, det_size=det_size, det_thresh=det_thresh, providers=providers
+        )
+    if not allow_fallback:
+        raise ModelMissingError(
+            "no SCRFD detector: pass --detector, set FAME_DETECTOR_MODEL, FAME_SHARED_DIR, or "
+            "install an InsightFace pack under ~/.insightface/models/"
+        )
+    log.warning(
+        "NO SCRFD FACE DETECTOR FOUND (no --detector, FAME_DETECTOR_MODEL, shared model or "
+        "~/.insightface pack): falling back to the LBP cascade, which misses many faces"
+    )
+    return LbpCascadeDetector()
+
+
+def _onnx_file(path: Path) -> Path:
+    """A single ``.onnx`` file, or the ``det_*.onnx`` inside an InsightFace pack directory."""
+    if path.is_dir():
+        found = sorted(path.glob("det_*.onnx"))
+        if not found:
+            raise ModelMissingError(f"no det_*.onnx detector in model pack {path}")
+        return found[0]
+    if not path.is_file():
+        raise ModelMissingError(f"detector model not found: {path}")
+    return path
+
+
+def _preferred_providers() -> tuple[str, ...]:
+    """CUDA then CPU when a GPU driver is present; asking without one only logs noise."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    if _CUDA in available and Path("/dev/nvidiactl").exists():
+        return (_CUDA, _CPU)
+    return (_CPU,)
+
+
+def _load_scrfd(model_file: Path, providers: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    from insightface.model_zoo import get_model
+    from insightface.model_zoo.scrfd import SCRFD
+
+    try:
+        model = get_model(str(model_file), providers=list(providers), download=False)
+    except Exception as e:
+        raise FameError(
+            f"cannot load detector {model_file}: {e}", code=ErrorCode.MODEL_ERROR
+        ) from e
+    if not isinstance(model, SCRFD):
+        raise FameError(
+            f"{model_file} is not an SCRFD detector (loaded as {type(model).__name__})",
+            code=ErrorCode.MODEL_ERROR,
+        )
+    return model
+
+
+def _check_providers(active: list[str], requested: tuple[str, ...]) -> str:
+    """ONNX Runtime falls back to CPU silently; say which provider really runs."""
+    provider = active[0] if active else _CPU
+    if requested and provider != requested[0]:
+        log.warning("detector asked for %s but runs on %s", requested[0], provider)
+    else:
+        log.info("detector runs on %s", provider)
+    return provider

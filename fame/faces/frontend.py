@@ -1,0 +1,252 @@
+"""The face front end: one video reference in, per-person tracks of aligned face crops out.
+
+fetch (URIs only) -> decode + sample -> detect -> track -> align, timed per stage. `FrontEnd` holds
+the detector and is reused across videos (batch jobs); `FrontEndPool` runs the same thing in
+sandboxed worker processes (the service), so a hang, crash or memory blow-up costs one video.
+Every failure leaves as a `FameError` with a stable code; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fame.errors import FameError, PoisonError
+from fame.faces.align import align_face
+from fame.faces.detector import FaceDetector, load_detector
+from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
+from fame.video.decode import DecodeLimits, SamplingPolicy, Video, VideoInfo
+from fame.video.fetch import FetchPolicy, fetch
+from fame.video.sandbox import SandboxPool
+from schemas.errors import ErrorCode
+
+STAGES = ("fetch", "decode", "detect", "track", "align")
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """Everything a worker needs to turn a reference into tracks (picklable: crosses processes).
+
+    ``detector_path`` None means the usual search (see `fame.faces.detector`). The SCRFD-500M
+    model in shared/ has a fixed 640x640 input, so ``det_size`` only matters for dynamic models.
+    """
+
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    fetch: FetchPolicy = field(default_factory=FetchPolicy)
+    detector_path: str | None = None
+    det_size: int = 640
+    det_thresh: float = 0.4  # at 0.5 a turned head drops out of 1/3 of driving_d14's frames
+    allow_fallback_detector: bool = True
+    providers: tuple[str, ...] | None = None
+    crop_size_px: int = 112
+    work_dir: Path | None = None
+
+
+@dataclass
+class FaceTrack:
+    """One person's face over time; row ``i`` of every array belongs to the same sampled frame."""
+
+    track_id: int
+    crops: np.ndarray  # uint8 [N, S, S, 3] RGB
+    frame_indices: np.ndarray  # int64 [N], index among all decoded frames
+    timestamps_s: np.ndarray  # float64 [N]
+    boxes: np.ndarray  # float32 [N, 4] x1, y1, x2, y2 in displayed-frame pixels
+    scores: np.ndarray  # float32 [N]
+    stats: TrackStats
+
+
+@dataclass
+class FrontEndResult:
+    tracks: list[FaceTrack]  # longest first
+    sampled_frames: int
+    video: VideoInfo
+    timings_ms: dict[str, float]
+    detector: str
+
+    @property
+    def dominant_track(self) -> FaceTrack | None:
+        return self.tracks[0] if self.tracks else None
+
+
+class FrontEnd:
+    """Holds one loaded detector; `process` may be called for many videos, one at a time."""
+
+    def __init__(self, config: FrontEndConfig, detector: FaceDetector | None = None) -> None:
+        self.config = config
+        self.detector = detector or load_detector(
+            config.detector_path,
+            det_size=config.det_size,
+            det_thresh=config.det_thresh,
+            allow_fallback=config.allow_fallback_detector,
+            providers=config.providers,
+        )
+
+    def process(self, source: str | Path, sha256: str | None = None) -> FrontEndResult:
+        """``source``: a URI (fetched under ``config.fetch``) or a trusted local path."""
+        try:
+            return self._process(source, sha256)
+        except FameError:
+            raise
+        except MemoryError as e:
+            raise PoisonError(f"out of memory on {source}", code=ErrorCode.DECODE_CRASHED) from e
+        except Exception as e:
+            raise FameError(
+                f"front end failed on {source}: {e!r}", code=ErrorCode.INTERNAL_ERROR
+            ) from e
+
+    def _process(self, source: str | Path, sha256: str | None) -> FrontEndResult:
+        timings_ms = dict.fromkeys(STAGES, 0.0)
+        with (
+            _local_file(source, sha256, self.config, timings_ms) as path,
+            Video(path, self.config.limits) as video,
+        ):
+            run = _TrackingRun(self.detector, self.config, timings_ms)
+            frames = video.frames(self.config.sampling)
+            while True:
+                started = time.perf_counter()
+                frame = next(frames, None)
+                timings_ms["decode"] += _ms_since(started)
+                if frame is None:
+                    break
+                run.add(frame.rgb, frame.index, frame.timestamp_s)
+            info = video.info
+        return FrontEndResult(
+            tracks=run.tracks(),
+            sampled_frames=len(run.frame_indices),
+            video=info,
+            timings_ms=timings_ms,
+            detector=self.detector.name,
+        )
+
+
+def process_video(
+    source: str | Path, config: FrontEndConfig | None = None, sha256: str | None = None
+) -> FrontEndResult:
+    """One-off convenience (loads the detector each call); reuse a `FrontEnd` for many videos."""
+    return FrontEnd(config or FrontEndConfig()).process(source, sha256)
+
+
+class _TrackingRun:
+    """Detect, track and align one video's sampled frames, keeping crops per track id."""
+
+    def __init__(
+        self, detector: FaceDetector, config: FrontEndConfig, timings_ms: dict[str, float]
+    ) -> None:
+        self._detector = detector
+        self._config = config
+        self._timings_ms = timings_ms
+        self._tracker = IouTracker(config.tracker)
+        self._crops: dict[int, list[np.ndarray]] = {}
+        self.frame_indices: list[int] = []
+        self.timestamps_s: list[float] = []
+
+    def add(self, rgb: np.ndarray, frame_index: int, timestamp_s: float) -> None:
+        started = time.perf_counter()
+        detections = self._detector.detect(rgb)
+        self._timings_ms["detect"] += _ms_since(started)
+        started = time.perf_counter()
+        ids = self._tracker.update(detections.boxes, detections.scores)
+        self._timings_ms["track"] += _ms_since(started)
+        started = time.perf_counter()
+        for det, track_id in enumerate(ids):
+            if track_id < 0:
+                continue
+            keypoints = None if detections.keypoints is None else detections.keypoints[det]
+            crop = align_face(rgb, detections.boxes[det], keypoints, self._config.crop_size_px)
+            self._crops.setdefault(int(track_id), []).append(crop)
+        self._timings_ms["align"] += _ms_since(started)
+        self.frame_indices.append(frame_index)
+        self.timestamps_s.append(timestamp_s)
+
+    def tracks(self) -> list[FaceTrack]:
+        # A one-frame input (an image) can only give one-frame tracks.
+        min_length = min(self._config.tracker.min_track_length, max(len(self.frame_indices), 1))
+        return [self._face_track(t) for t in self._tracker.finished_tracks(min_length)]
+
+    def _face_track(self, track: Track) -> FaceTrack:
+        steps = np.asarray(track.steps, dtype=np.int64)
+        return FaceTrack(
+            track_id=track.track_id,
+            crops=np.stack(self._crops[track.track_id]).astype(np.uint8, copy=False),
+            frame_indices=np.asarray(self.frame_indices, dtype=np.int64)[steps],
+            timestamps_s=np.asarray(self.timestamps_s, dtype=np.float64)[steps],
+            boxes=np.stack(track.boxes).astype(np.float32),
+            scores=np.asarray(track.scores, dtype=np.float32),
+            stats=track.stats(len(self.frame_indices)),
+        )
+
+
+@contextlib.contextmanager
+def _local_file(
+    source: str | Path, sha256: str | None, config: FrontEndConfig, timings_ms: dict[str, float]
+) -> Iterator[Path]:
+    """The local file to decode; a URI is fetched into a temp dir that is always removed."""
+    if isinstance(source, Path) or "://" not in source:
+        yield Path(source)
+        return
+    with tempfile.TemporaryDirectory(prefix="fame-fetch-", dir=config.work_dir) as tmp:
+        started = time.perf_counter()
+        path = fetch(source, Path(tmp), config.fetch, sha256)
+        timings_ms["fetch"] += _ms_since(started)
+        yield path
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _worker_init(config: FrontEndConfig) -> FrontEnd:
+    return FrontEnd(config)
+
+
+def _worker_run(frontend: FrontEnd, task: tuple[str | Path, str | None]) -> FrontEndResult:
+    source, sha256 = task
+    return frontend.process(source, sha256)
+
+
+class FrontEndPool:
+    """`FrontEnd` in ``workers`` sandboxed processes, each loading the detector once.
+
+    `submit` never blocks. A task past ``task_timeout_s`` gets its worker killed and replaced and
+    fails with ``decode_timeout``; a worker that dies (segfault, or memory beyond
+    ``memory_limit_mb`` of headroom over its loaded size) fails its task with ``decode_crashed``.
+    Errors raised inside a worker arrive with their class and code.
+    """
+
+    def __init__(
+        self,
+        config: FrontEndConfig,
+        workers: int = 2,
+        task_timeout_s: float = 120.0,
+        memory_limit_mb: int | None = None,
+    ) -> None:
+        self.config = config
+        self._pool = SandboxPool(
+            init=_worker_init,
+            init_arg=config,
+            run=_worker_run,
+            workers=workers,
+            task_timeout_s=task_timeout_s,
+            memory_limit_mb=memory_limit_mb,
+        )
+
+    def submit(self, source: str | Path, sha256: str | None = None) -> Future[FrontEndResult]:
+        return self._pool.submit((source, sha256))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> FrontEndPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

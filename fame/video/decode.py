@@ -1,0 +1,308 @@
+"""Decode an untrusted video file with PyAV, within limits, into sampled RGB frames.
+
+The container type is decided by OUR sniffing of the first bytes against a short allowlist and
+then forced on libav (``format=...``), so libav never probes: playlists (HLS), ``ffconcat`` lists
+and other demuxers that open further URLs or files are unreachable, and ``protocol_whitelist=file``
+is set as a second fence. Limits (streams, pixels per frame, duration, frame count) are checked on
+the headers before any frame is decoded and again while decoding, because headers lie; the codec
+itself gets ``max_pixels`` so a lying stream cannot make it allocate a huge frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import av.container
+import av.error
+import numpy as np
+
+from fame.errors import PoisonError
+from schemas.errors import ErrorCode
+
+# libav demuxer names (as `container.format.name` reports them) this module may open.
+MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
+MATROSKA = "matroska,webm"
+AVI = "avi"
+JPEG = "jpeg_pipe"
+PNG = "png_pipe"
+DEFAULT_FORMATS: frozenset[str] = frozenset({MP4_FAMILY, MATROSKA, AVI, JPEG, PNG})
+_SINGLE_IMAGE_FORMATS = frozenset({JPEG, PNG})
+_MP4_BOX_TYPES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"})
+_SNIFF_BYTES = 16
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What one input may cost; a violation is a `PoisonError` with its own code."""
+
+    max_pixels: int = 3840 * 2160
+    max_duration_s: float = 600.0
+    max_frames: int = 36_000
+    max_streams: int = 8
+    allowed_formats: frozenset[str] = DEFAULT_FORMATS
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_duration_s", "max_frames", "max_streams"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        unknown = self.allowed_formats - DEFAULT_FORMATS
+        if unknown:
+            raise ValueError(f"allowed_formats {sorted(unknown)} cannot be sniffed safely")
+
+
+@dataclass(frozen=True)
+class SamplingPolicy:
+    """Which decoded frames are kept: ``target_fps`` frames per second of video time, or, when
+    ``frames_per_window`` is set, that many per ``window_s`` (it takes precedence); ``None`` for
+    both keeps every frame. Decoding stops quietly after ``max_sampled_frames``."""
+
+    target_fps: float | None = 8.0
+    frames_per_window: int | None = None
+    window_s: float = 1.0
+    max_sampled_frames: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.target_fps is not None and self.target_fps <= 0:
+            raise ValueError(f"target_fps must be positive, got {self.target_fps}")
+        if self.frames_per_window is not None and self.frames_per_window <= 0:
+            raise ValueError(f"frames_per_window must be positive, got {self.frames_per_window}")
+        if self.window_s <= 0:
+            raise ValueError(f"window_s must be positive, got {self.window_s}")
+        if self.max_sampled_frames <= 0:
+            raise ValueError(f"max_sampled_frames must be positive, got {self.max_sampled_frames}")
+
+    @property
+    def period_s(self) -> float:
+        """Seconds between kept frames; 0 keeps every frame."""
+        if self.frames_per_window is not None:
+            return self.window_s / self.frames_per_window
+        return 0.0 if self.target_fps is None else 1.0 / self.target_fps
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the headers say. ``width``/``height`` are as displayed (after ``rotation_deg``)."""
+
+    format_name: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frame_count: int
+    rotation_deg: int
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    index: int
+    timestamp_s: float
+    rgb: np.ndarray
+
+
+def sniff_format(path: Path) -> str:
+    """The allowlisted libav demuxer for this file's magic bytes, or `PoisonError`."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as e:
+        raise PoisonError(f"cannot read {path}: {e}", code=ErrorCode.CORRUPT_STREAM) from e
+    if not head:
+        raise PoisonError(f"{path} is empty", code=ErrorCode.CORRUPT_STREAM)
+    if head[4:8] in _MP4_BOX_TYPES:
+        return MP4_FAMILY
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return MATROSKA
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return AVI
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    raise PoisonError(
+        f"{path.name}: not a recognised video container (first bytes {head[:8]!r})",
+        code=ErrorCode.UNSUPPORTED_FORMAT,
+    )
+
+
+class Video:
+    """An opened, header-checked video: ``with Video(path, limits) as v: v.info; v.frames(...)``."""
+
+    def __init__(self, path: Path, limits: DecodeLimits) -> None:
+        self._path = Path(path)
+        self._limits = limits
+        format_name = sniff_format(self._path)
+        if format_name not in limits.allowed_formats:
+            raise PoisonError(
+                f"{self._path.name}: container {format_name!r} not allowed",
+                code=ErrorCode.UNSUPPORTED_FORMAT,
+            )
+        self._container = _open_container(self._path, format_name)
+        try:
+            self._stream = self._checked_video_stream()
+            self.info = self._read_info(format_name)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def __enter__(self) -> Video:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _checked_video_stream(self) -> av.VideoStream:
+        streams = self._container.streams
+        if len(streams) > self._limits.max_streams:
+            raise PoisonError(
+                f"{len(streams)} streams > max_streams={self._limits.max_streams}",
+                code=ErrorCode.TOO_MANY_STREAMS,
+            )
+        if not any(s.type in ("video", "audio", "subtitle") for s in streams):
+            # An mp4 cut before its index ("moov") opens with no media stream at all.
+            raise PoisonError(
+                f"{self._path.name} has no media stream (truncated?)", code=ErrorCode.CORRUPT_STREAM
+            )
+        if not streams.video:
+            raise PoisonError(
+                f"{self._path.name} has no video stream", code=ErrorCode.NO_VIDEO_STREAM
+            )
+        stream = streams.video[0]
+        if stream.codec_context is None:
+            raise PoisonError(
+                f"{self._path.name}: no decoder for its video stream", code=ErrorCode.CORRUPT_STREAM
+            )
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise PoisonError(
+                f"video stream has size {width}x{height}", code=ErrorCode.CORRUPT_STREAM
+            )
+        self._check_pixels(width, height)
+        stream.codec_context.options = {"max_pixels": str(self._limits.max_pixels)}
+        return stream
+
+    def _check_pixels(self, width: int, height: int) -> None:
+        if width * height > self._limits.max_pixels:
+            raise PoisonError(
+                f"frame {width}x{height} > max_pixels={self._limits.max_pixels}",
+                code=ErrorCode.TOO_MANY_PIXELS,
+            )
+
+    def _read_info(self, format_name: str) -> VideoInfo:
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
+        fps = float(rate)
+        duration_s = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration_s = float(stream.duration * stream.time_base)
+        elif self._container.duration is not None:
+            duration_s = self._container.duration / av.time_base
+        frame_count = int(stream.frames or 0)
+        self._check_length(duration_s, frame_count)
+        return VideoInfo(
+            format_name=format_name,
+            codec=stream.codec_context.name,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=fps if math.isfinite(fps) else 0.0,
+            duration_s=duration_s,
+            frame_count=frame_count,
+            rotation_deg=0,
+        )
+
+    def _check_length(self, duration_s: float, frame_count: int) -> None:
+        if duration_s > self._limits.max_duration_s:
+            raise PoisonError(
+                f"duration {duration_s:.1f}s > max_duration_s={self._limits.max_duration_s}",
+                code=ErrorCode.TOO_LONG,
+            )
+        if frame_count > self._limits.max_frames:
+            raise PoisonError(
+                f"{frame_count} frames > max_frames={self._limits.max_frames}",
+                code=ErrorCode.TOO_LONG,
+            )
+
+    def frames(self, sampling: SamplingPolicy) -> Iterator[DecodedFrame]:
+        """Sampled frames in display order, RGB uint8 [H, W, 3], rotation applied.
+
+        ``info`` is updated with the rotation and displayed size once the first frame is seen.
+        """
+        period_s = sampling.period_s
+        next_s: float | None = None
+        kept = 0
+        decoded = 0
+        for index, frame in enumerate(self._decoded()):
+            decoded += 1
+            timestamp_s = self._timestamp_s(frame, index)
+            self._check_length(timestamp_s, index + 1)
+            self._check_pixels(frame.width, frame.height)
+            if index == 0:
+                self._note_rotation(frame)
+            if next_s is not None and timestamp_s < next_s - 1e-6:
+                continue
+            yield DecodedFrame(index, timestamp_s, _to_rgb(frame))
+            kept += 1
+            if kept >= sampling.max_sampled_frames:
+                return
+            base_s = timestamp_s if next_s is None else next_s
+            next_s = base_s + period_s
+            while period_s > 0 and next_s <= timestamp_s:
+                next_s += period_s
+        if decoded == 0:
+            raise PoisonError(
+                f"no frame could be decoded from {self._path.name}", code=ErrorCode.CORRUPT_STREAM
+            )
+
+    def _decoded(self) -> Iterator[av.VideoFrame]:
+        try:
+            for packet in self._container.demux(self._stream):
+                yield from packet.decode()
+        except av.error.FFmpegError as e:
+            raise PoisonError(
+                f"decoding {self._path.name} failed: {e}", code=ErrorCode.CORRUPT_STREAM
+            ) from e
+
+    def _timestamp_s(self, frame: av.VideoFrame, index: int) -> float:
+        if frame.time is not None:
+            return float(frame.time)
+        return index / self.info.fps if self.info.fps > 0 else 0.0
+
+    def _note_rotation(self, frame: av.VideoFrame) -> None:
+        rotation_deg = round(frame.rotation / 90.0) * 90 % 360
+        width, height = frame.width, frame.height
+        if rotation_deg in (90, 270):
+            width, height = height, width
+        self.info = replace(self.info, rotation_deg=rotation_deg, width=width, height=height)
+
+
+def _open_container(path: Path, format_name: str) -> av.container.InputContainer:
+    short_name = format_name.split(",", 1)[0]
+    try:
+        return av.open(
+            str(path), mode="r", format=short_name, options={"protocol_whitelist": "file"}
+        )
+    except av.error.FFmpegError as e:
+        raise PoisonError(
+            f"cannot open {path.name} as {short_name}: {e}", code=ErrorCode.CORRUPT_STREAM
+        ) from e
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """RGB with the display matrix applied (its angle is counter-clockwise, like `np.rot90`)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    quarter_turns = round(frame.rotation / 90.0) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb

@@ -1,0 +1,233 @@
+"""The service against the real local Kafka and Redis, as separate `fame-consumer` processes."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.consumer.service_support import assert_schema_valid, event, segment_events
+from tests.integration.service_support import (
+    ConsumerProcess,
+    Topics,
+    consumer_env,
+    produce,
+    read_all,
+)
+from tests.media import split_video
+
+pytestmark = pytest.mark.integration
+
+FACE_VIDEOS = ["driving_d0.mp4", "driving_d11.mp4", "driving_d18.mp4", "driving_d19.mp4"]
+
+
+@pytest.fixture(scope="module")
+def segments(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    return split_video(carphone, tmp_path_factory.mktemp("segments"), parts=3)
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_end_to_end_verdicts_segments_poison_and_health(
+    kafka_bootstrap: str,
+    redis_url: str,
+    shared: Path,
+    segments: list[Path],
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+) -> None:
+    topics = Topics.fresh(kafka_bootstrap)
+    faces = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS]
+    segmented = segment_events(segments, "segmented")
+    records = [(e["video_id"], json.dumps(e).encode()) for e in faces + segmented]
+    records[2:2] = [(None, b"{oops"), ("x", json.dumps({"event_id": "no-fields"}).encode())]
+    produce(kafka_bootstrap, topics.events, records)
+
+    env = consumer_env(
+        kafka_bootstrap,
+        redis_url,
+        topics,
+        tiny_checkpoint,
+        detector,
+        [shared / "data", segments[0].parent],
+    )
+    consumer = ConsumerProcess(env, tmp_path / "consumer.log").start()
+    port = int(consumer.wait_for_log(r"http server on port (\d+)").group(1))
+    verdicts = read_all(kafka_bootstrap, topics.verdicts, len(faces) + 1, timeout_s=240)
+    letters = read_all(kafka_bootstrap, topics.dlq, 2, timeout_s=30)
+
+    status, body = _get(port, "/readyz")
+    assert status == 200, body
+    assert _get(port, "/healthz")[0] == 200
+    metrics = _get(port, "/metrics")[1]
+    assert "fame_verdicts_total{label" in metrics and "fame_dead_letters_total" in metrics
+    assert consumer.terminate() == 0, "SIGTERM drains and exits cleanly"
+
+    documents = [json.loads(v) for v in verdicts]
+    for doc in documents:
+        assert_schema_valid(doc, "attribution_verdict")
+        assert doc["status"] == "attributed" and doc["tracks"]
+        assert doc["tracks"][0]["salient_frames"]
+    by_event = {d["event_id"]: d for d in documents}
+    assert set(by_event) == {e["event_id"] for e in faces} | {segmented[-1]["event_id"]}
+    segmented_track = by_event[segmented[-1]["event_id"]]["tracks"]
+    assert len(segmented_track) == 1 and segmented_track[0]["last_frame"] > 80
+    codes = sorted(json.loads(letter)["error_code"] for letter in letters)
+    assert codes == ["invalid_json", "schema_violation"]
+    log_lines = [
+        json.loads(line)
+        for line in consumer.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert any(line.get("video_id") == "segmented" for line in log_lines), "JSON logs carry ids"
+
+
+def test_kill9_at_random_points_loses_nothing_and_duplicates_are_identical(
+    kafka_bootstrap: str,
+    redis_url: str,
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+) -> None:
+    topics = Topics.fresh(kafka_bootstrap)
+    names = [*FACE_VIDEOS, "driving_d0.mp4", "driving_d11.mp4"]
+    events = [event(shared / "data" / "faces" / name) for name in names]
+    produce(
+        kafka_bootstrap, topics.events, [(e["video_id"], json.dumps(e).encode()) for e in events]
+    )
+    env = consumer_env(
+        kafka_bootstrap, redis_url, topics, tiny_checkpoint, detector, [shared / "data"]
+    )
+    rng = random.Random(7)
+    for round_ in range(3):
+        consumer = ConsumerProcess(env, tmp_path / f"round{round_}.log").start()
+        consumer.wait_for_log(r"assigned", timeout_s=90)
+        if rng.random() < 0.5:  # sometimes after a verdict, sometimes before any
+            consumer.wait_for_log(r"verdict ", timeout_s=120)
+        time.sleep(rng.uniform(0.0, 4.0))
+        consumer.kill9()
+    final = ConsumerProcess(env, tmp_path / "final.log").start()
+    verdicts = read_all(kafka_bootstrap, topics.verdicts, len(events), timeout_s=300)
+    assert final.terminate() == 0
+
+    by_id: dict[str, set[bytes]] = defaultdict(set)
+    for raw in verdicts:
+        by_id[json.loads(raw)["verdict_id"]].add(raw)
+    assert {json.loads(v)["event_id"] for v in verdicts} == {e["event_id"] for e in events}
+    assert all(len(copies) == 1 for copies in by_id.values()), "duplicates are byte-identical"
+
+
+def test_consumer_group_with_a_member_joining_mid_stream(
+    kafka_bootstrap: str,
+    redis_url: str,
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+) -> None:
+    topics = Topics.fresh(kafka_bootstrap, partitions=4)
+    events = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS * 2]
+    env = consumer_env(
+        kafka_bootstrap, redis_url, topics, tiny_checkpoint, detector, [shared / "data"]
+    )
+    members = [ConsumerProcess(env, tmp_path / f"c{i}.log").start() for i in range(2)]
+    for member in members:
+        member.wait_for_log(r"assigned", timeout_s=90)
+    produce(
+        kafka_bootstrap,
+        topics.events,
+        [(e["video_id"], json.dumps(e).encode()) for e in events[:4]],
+    )
+    members[0].wait_for_log(r"verdict", timeout_s=120)
+    third = ConsumerProcess(env, tmp_path / "c2.log").start()
+    produce(
+        kafka_bootstrap,
+        topics.events,
+        [(e["video_id"], json.dumps(e).encode()) for e in events[4:]],
+    )
+    verdicts = read_all(kafka_bootstrap, topics.verdicts, len(events), timeout_s=300)
+    third.wait_for_log(r"assigned", timeout_s=60)
+    for member in [*members, third]:
+        assert member.terminate() == 0
+    unique = {json.loads(v)["verdict_id"]: json.loads(v)["event_id"] for v in verdicts}
+    assert sorted(unique.values()) == sorted(e["event_id"] for e in events)
+
+
+def test_redis_restarted_mid_run_loses_nothing(
+    kafka_bootstrap: str,
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+) -> None:
+    """A dedicated redis-server (not the shared one) is stopped and started again mid-run."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server not installed")
+    port = _free_port()
+    redis_cmd = [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    redis_proc = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)
+    topics = Topics.fresh(kafka_bootstrap)
+    events = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS]
+    env = consumer_env(
+        kafka_bootstrap,
+        f"redis://127.0.0.1:{port}/0",
+        topics,
+        tiny_checkpoint,
+        detector,
+        [shared / "data"],
+    )
+    consumer = ConsumerProcess(env, tmp_path / "consumer.log").start()
+    try:
+        consumer.wait_for_log(r"assigned", timeout_s=90)
+        produce(
+            kafka_bootstrap,
+            topics.events,
+            [(e["video_id"], json.dumps(e).encode()) for e in events],
+        )
+        consumer.wait_for_log(r"verdict ", timeout_s=120)
+        redis_proc.terminate()
+        redis_proc.wait(timeout=30)
+        time.sleep(3.0)  # events in flight meet a dead Redis and back off
+        redis_proc = subprocess.Popen(redis_cmd, stdout=subprocess.DEVNULL)
+        verdicts = read_all(kafka_bootstrap, topics.verdicts, len(events), timeout_s=240)
+    finally:
+        consumer.terminate()
+        redis_proc.terminate()
+        redis_proc.wait(timeout=30)
+    assert {json.loads(v)["event_id"] for v in verdicts} == {e["event_id"] for e in events}
+    assert read_all(kafka_bootstrap, topics.dlq, 0, timeout_s=2) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

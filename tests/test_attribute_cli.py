@@ -1,0 +1,51 @@
+"""`fame attribute`: one schema-valid AttributionVerdict per video, failures typed and non-zero."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fame.cli import main
+from tests.consumer.service_support import assert_schema_valid
+
+
+def test_attribute_prints_one_verdict_per_video(
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    code = main(
+        [
+            "attribute",
+            str(carphone),
+            str(text),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--detector",
+            str(detector),
+            "--json",
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    verdicts = [json.loads(line) for line in lines]
+    assert code == 1, "one input failed"
+    assert [v["status"] for v in verdicts] == ["attributed", "failed"]
+    assert verdicts[0]["tracks"][0]["salient_frames"]
+    assert verdicts[1]["error"]["code"] == "unsupported_format"
+    for verdict in verdicts:
+        assert_schema_valid(verdict, "attribution_verdict")
+
+
+def test_attribute_without_a_checkpoint_names_the_missing_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.pt"
+    assert main(["attribute", "x.mp4", "--checkpoint", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err

@@ -1,0 +1,127 @@
+"""Decoding within limits: sampling, timestamps, rotation; random bytes only fail typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fame.errors import PoisonError
+from fame.video.decode import DecodeLimits, SamplingPolicy, Video, sniff_format
+from schemas.errors import ErrorCode
+
+
+def write_video(
+    path: Path,
+    *,
+    frames: int = 30,
+    width: int = 64,
+    height: int = 48,
+    fps: int = 10,
+    rotation_deg: int = 0,
+) -> Path:
+    """A small real mp4 whose left half is bright, so orientation can be checked."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if rotation_deg:
+            stream.set_display_rotation(rotation_deg)
+        image = np.zeros((height, width, 3), np.uint8)
+        image[:, : width // 2] = 255
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_samples_at_target_fps_with_timestamps(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "v.mp4", frames=30, fps=10)
+    with Video(path, DecodeLimits()) as video:
+        frames = list(video.frames(SamplingPolicy(target_fps=5.0)))
+        info = video.info
+    assert (info.width, info.height, info.frame_count) == (64, 48, 30)
+    assert len(frames) == 15
+    stamps = np.array([f.timestamp_s for f in frames])
+    assert np.allclose(np.diff(stamps), 0.2, atol=1e-6)
+    assert [f.index for f in frames] == list(range(0, 30, 2))
+    assert frames[0].rgb.dtype == np.uint8 and frames[0].rgb.shape == (48, 64, 3)
+
+
+def test_frames_per_window_and_max_sampled_frames(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "v.mp4", frames=30, fps=10)
+    with Video(path, DecodeLimits()) as video:
+        assert len(list(video.frames(SamplingPolicy(frames_per_window=2, window_s=1.0)))) == 6
+    with Video(path, DecodeLimits()) as video:
+        every = list(video.frames(SamplingPolicy(target_fps=None, max_sampled_frames=7)))
+    assert [f.index for f in every] == list(range(7))
+
+
+def test_display_rotation_is_applied(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "r.mp4", frames=3, rotation_deg=90)
+    with Video(path, DecodeLimits()) as video:
+        rgb = next(iter(video.frames(SamplingPolicy()))).rgb
+        info = video.info
+    assert rgb.shape == (64, 48, 3)
+    assert (info.width, info.height, info.rotation_deg) == (48, 64, 90)
+    # Rotated 90° counter-clockwise, the bright left half ends up at the bottom.
+    assert rgb[-8:].mean() > 200 and rgb[:8].mean() < 50
+
+
+def test_real_sample_timestamps(shared: Path) -> None:
+    with Video(shared / "data/samples/carphone_pristine.mp4", DecodeLimits()) as video:
+        frames = list(video.frames(SamplingPolicy(target_fps=8.0)))
+    stamps = np.array([f.timestamp_s for f in frames])
+    assert 30 <= len(frames) <= 34
+    # Each kept frame is the first one at or after its point on the 1/8 s grid.
+    lag_s = stamps - np.arange(len(stamps)) * 0.125
+    assert np.all(lag_s >= -1e-6) and np.all(lag_s < 1 / 29.97 + 1e-6)
+
+
+def test_limits_validation() -> None:
+    with pytest.raises(ValueError, match="max_pixels"):
+        DecodeLimits(max_pixels=0)
+    with pytest.raises(ValueError, match="hls"):
+        DecodeLimits(allowed_formats=frozenset({"hls"}))
+    with pytest.raises(ValueError, match="target_fps"):
+        SamplingPolicy(target_fps=-1.0)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prefix=st.sampled_from(
+        [
+            b"",
+            b"\x00\x00\x00\x18ftypisom",
+            b"\x1a\x45\xdf\xa3",
+            b"\xff\xd8\xff\xe0",
+            b"\x89PNG\r\n\x1a\n",
+            b"RIFF\x00\x00\x00\x00AVI ",
+        ]
+    ),
+    body=st.binary(max_size=2048),
+)
+def test_random_bytes_fail_typed(tmp_path: Path, prefix: bytes, body: bytes) -> None:
+    path = tmp_path / "random.bin"
+    path.write_bytes(prefix + body)
+    try:
+        with Video(path, DecodeLimits(max_pixels=4096 * 4096)) as video:
+            for frame in video.frames(SamplingPolicy(max_sampled_frames=4)):
+                assert frame.rgb.ndim == 3
+    except PoisonError as e:
+        assert e.code in set(ErrorCode)
+
+
+def test_sniffing_refuses_unknown_magic(tmp_path: Path) -> None:
+    path = tmp_path / "x.mp4"
+    path.write_bytes(b"#EXTM3U\n#EXT-X-VERSION:3\n")
+    with pytest.raises(PoisonError) as info:
+        sniff_format(path)
+    assert info.value.code == ErrorCode.UNSUPPORTED_FORMAT

@@ -1,0 +1,167 @@
+"""Safe fetch against a real local HTTP server (127.0.0.1, allowed only where a test says so)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fame.errors import FameError
+from fame.video.fetch import FetchPolicy, fetch
+from schemas.errors import ErrorCode
+
+BODY = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]
+        if self.path == "/video.mp4":
+            self._send(BODY)
+        elif self.path == "/nolength":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(BODY)
+            self.close_connection = True
+        elif self.path == "/slow":
+            self.send_response(200)
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client gives up first
+                for _ in range(40):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+        elif self.path.startswith("/loop"):
+            hop = int(self.path.removeprefix("/loop") or 0)
+            self._redirect(f"/loop{hop + 1}")
+        elif self.path == "/to-metadata":
+            self._redirect("http://169.254.169.254/latest/meta-data/")
+        elif self.path == "/to-other-loopback":
+            self._redirect(f"http://127.0.0.2:{port}/video.mp4")
+        elif self.path == "/to-video":
+            self._redirect("/video.mp4")
+        else:
+            self.send_error(404)
+
+    def _send(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+# Only 127.0.0.1 is opened for the local server; every other private address stays refused.
+LOCAL = FetchPolicy(allowed_private_networks=("127.0.0.1/32",), total_timeout_s=5.0)
+
+
+def _code(uri: str, tmp_path: Path, policy: FetchPolicy, sha256: str | None = None) -> ErrorCode:
+    with pytest.raises(FameError) as info:
+        fetch(uri, tmp_path, policy, sha256)
+    assert list(tmp_path.iterdir()) == [], "partial download left behind"
+    return info.value.code
+
+
+def test_downloads_and_verifies_checksum(server: str, tmp_path: Path) -> None:
+    path = fetch(f"{server}/video.mp4", tmp_path, LOCAL, hashlib.sha256(BODY).hexdigest())
+    assert path.read_bytes() == BODY
+    assert path.suffix == ".mp4"
+
+
+def test_follows_a_short_redirect(server: str, tmp_path: Path) -> None:
+    assert fetch(f"{server}/to-video", tmp_path, LOCAL).read_bytes() == BODY
+
+
+def test_checksum_mismatch(server: str, tmp_path: Path) -> None:
+    code = _code(f"{server}/video.mp4", tmp_path, LOCAL, "0" * 64)
+    assert code == ErrorCode.CHECKSUM_MISMATCH
+
+
+@pytest.mark.parametrize("path", ["/video.mp4", "/nolength"])
+def test_size_cap(server: str, tmp_path: Path, path: str) -> None:
+    policy = FetchPolicy(allowed_private_networks=("127.0.0.1/32",), max_bytes=1000)
+    assert _code(f"{server}{path}", tmp_path, policy) == ErrorCode.FETCH_TOO_LARGE
+
+
+def test_slow_server_hits_total_timeout(server: str, tmp_path: Path) -> None:
+    policy = FetchPolicy(allowed_private_networks=("127.0.0.1/32",), total_timeout_s=1.0)
+    started = time.monotonic()
+    assert _code(f"{server}/slow", tmp_path, policy) == ErrorCode.FETCH_TIMEOUT
+    assert time.monotonic() - started < 3.0
+
+
+def test_redirect_chain_is_capped(server: str, tmp_path: Path) -> None:
+    assert _code(f"{server}/loop0", tmp_path, LOCAL) == ErrorCode.FETCH_REFUSED
+
+
+@pytest.mark.parametrize("path", ["/to-metadata", "/to-other-loopback"])
+def test_redirect_to_private_address_is_refused(server: str, tmp_path: Path, path: str) -> None:
+    assert _code(f"{server}{path}", tmp_path, LOCAL) == ErrorCode.FETCH_REFUSED
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1/x.mp4",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x.mp4",
+        "http://10.0.0.1/x.mp4",
+        "http://localhost/x.mp4",
+        "ftp://example.com/x.mp4",
+        "gopher://example.com/",
+    ],
+)
+def test_refused_by_default(uri: str, tmp_path: Path) -> None:
+    assert _code(uri, tmp_path, FetchPolicy()) == ErrorCode.FETCH_REFUSED
+
+
+def test_host_allowlist(server: str, tmp_path: Path) -> None:
+    policy = FetchPolicy(allowed_hosts=(".example.com",), allow_private_addresses=True)
+    assert _code(f"{server}/video.mp4", tmp_path, policy) == ErrorCode.FETCH_REFUSED
+
+
+def test_file_uri_only_under_roots(tmp_path: Path) -> None:
+    root, outside, dest = tmp_path / "root", tmp_path / "outside", tmp_path / "dest"
+    root.mkdir()
+    outside.mkdir()
+    (root / "ok.mp4").write_bytes(BODY)
+    (outside / "secret.mp4").write_bytes(b"secret")
+    (root / "link.mp4").symlink_to(outside / "secret.mp4")
+    policy = FetchPolicy(file_roots=(root,))
+    assert fetch(f"file://{root}/ok.mp4", tmp_path / "ok", policy).read_bytes() == BODY
+    for uri in (
+        f"file://{outside}/secret.mp4",
+        f"file://{root}/link.mp4",
+        f"file://{root}/../outside/secret.mp4",
+        "file://otherhost/etc/passwd",
+    ):
+        assert _code(uri, dest, policy) == ErrorCode.FETCH_REFUSED, uri
+    assert _code(f"file://{root}/ok.mp4", dest, FetchPolicy()) == ErrorCode.FETCH_REFUSED
+
+
+def test_policy_validation() -> None:
+    with pytest.raises(ValueError, match="max_bytes"):
+        FetchPolicy(max_bytes=0)
