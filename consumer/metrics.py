@@ -54,9 +54,6 @@ class Metrics:
             registry=r,
         )
         self.commits = Counter("fame_commits_total", "Offset commits", registry=r)
-        self.gpu_utilization = Gauge(
-            "fame_gpu_utilization_ratio", "GPU utilisation 0..1 (CUDA only)", registry=r
-        )
 
     def observe_batch(self, kind: str, items: int, seconds: float) -> None:
         self.batch_size.labels(kind=kind).observe(items)

@@ -29,6 +29,7 @@ from consumer.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_S = 0.1
+LAG_INTERVAL_S = 5.0
 
 
 class Processor:
@@ -52,6 +53,7 @@ class Processor:
         self._paused: set[Partition] = set()
         self._stop = threading.Event()
         self._last_commit = 0.0
+        self._last_lag = 0.0
         self.last_loop = time.monotonic()
         self.assigned: set[Partition] = set()
 
@@ -83,6 +85,7 @@ class Processor:
             self._submit(message)
         self._metrics.in_flight.set(self._offsets.in_flight())
         self._maybe_commit()
+        self._maybe_report_lag()
 
     def _submit(self, message: Message) -> None:
         self._offsets.track(message.partition, message.offset)
@@ -130,6 +133,14 @@ class Processor:
             return
         self._offsets.committed(offsets)
         self._metrics.commits.inc()
+
+    def _maybe_report_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < LAG_INTERVAL_S:
+            return
+        self._last_lag = now
+        for partition, lag in self._source.lag().items():
+            self._metrics.lag.labels(partition=str(partition)).set(lag)
 
     def _idle(self) -> bool:
         return self._offsets.in_flight() == 0 and self._source.exhausted()

@@ -51,6 +51,10 @@ class Source(ABC):
     def commit(self, offsets: dict[Partition, int]) -> None:
         """Commit synchronously: each value is the next offset to read. Raises on failure."""
 
+    def lag(self) -> dict[Partition, int]:
+        """Records behind the end of each assigned partition, as far as known without blocking."""
+        return {}
+
     def exhausted(self) -> bool:
         """True when a finite source has handed out everything (Kafka never is)."""
         return False

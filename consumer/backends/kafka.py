@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from consumer.backends.base import AssignmentCallback, Sink, Source
@@ -94,6 +95,21 @@ class KafkaSource(Source):
 
     def assignment(self) -> set[Partition]:
         return _to_partitions(self._consumer.assignment())
+
+    def lag(self) -> dict[Partition, int]:
+        lags: dict[Partition, int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)  # from the last fetch: no request
+            if highwater is None:
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is None:
+                continue
+            lags[Partition(tp.topic, tp.partition)] = max(0, highwater - position)
+        return lags
 
     def commit(self, offsets: dict[Partition, int]) -> None:
         if offsets:

@@ -117,6 +117,12 @@ class LocalSource(Source):
             raise RuntimeError("commit on a closed LocalSource")
         self._broker.commit(self._group, offsets)
 
+    def lag(self) -> dict[Partition, int]:
+        return {
+            partition: len(self._broker.read(partition, position, 1 << 30))
+            for partition, position in self._positions.items()
+        }
+
     def exhausted(self) -> bool:
         return all(
             not self._broker.read(partition, position, 1)

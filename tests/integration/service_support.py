@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,10 @@ def produce(bootstrap: str, topic: str, events: list[tuple[str | None, bytes]]) 
     producer.close()
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float) -> list[bytes]:
-    """Every record of a one-partition topic, waiting until at least `expected` are there."""
+def read_all(
+    bootstrap: str, topic: str, done: Callable[[list[bytes]], bool], timeout_s: float
+) -> list[bytes]:
+    """Every record of a one-partition topic, read until `done(records)` or the timeout."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     partition = TopicPartition(topic, 0)
     consumer.assign([partition])
@@ -140,10 +142,19 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float) -> lis
     while time.monotonic() < deadline:
         for records in consumer.poll(timeout_ms=500).values():
             values.extend(r.value for r in records)
-        if len(values) >= expected:
+        if done(values):
             break
     consumer.close()
     return values
+
+
+def at_least(count: int) -> Callable[[list[bytes]], bool]:
+    return lambda records: len(records) >= count
+
+
+def covering(event_ids: set[str]) -> Callable[[list[bytes]], bool]:
+    """Done once every event id has a record (duplicates do not count twice)."""
+    return lambda records: {json.loads(r)["event_id"] for r in records} >= event_ids
 
 
 def outcomes(verdicts: list[bytes], letters: list[bytes]) -> Iterator[tuple[str, dict[str, Any]]]:
