@@ -15,11 +15,12 @@ from types import FrameType
 
 import torch
 
-from consumer.backends.base import Sink, Source
+from consumer.backends.base import Source
 from consumer.health import HealthServer
 from consumer.metrics import Metrics
 from consumer.pipeline import Pipeline, RetryPolicy, Topics
 from consumer.processor import Processor
+from consumer.publish import Publisher
 from consumer.settings import Settings
 from consumer.store import WindowStore
 from fame.attribution import ModelIdentity
@@ -45,13 +46,17 @@ def frontend_config(settings: Settings, crop_size_px: int) -> FrontEndConfig:
     )
 
 
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.max_attempts, settings.retry_base_ms, settings.retry_max_ms)
+
+
 @dataclass
 class Service:
     """Everything a running consumer owns; `close` releases in reverse order."""
 
     settings: Settings
     source: Source
-    sink: Sink
+    publisher: Publisher
     store: WindowStore
     exit_when_idle: bool = False  # embedded: stop once the finite input is done
     metrics: Metrics = field(default_factory=Metrics)
@@ -92,20 +97,21 @@ class Service:
             memory_limit_mb=settings.worker_memory_limit_mb,
         )
         pipeline = Pipeline(
-            sink=self.sink,
+            publisher=self.publisher,
             topics=Topics(settings.verdicts_topic, settings.dlq_topic),
             store=self.store,
             analyze=self.frontend.submit,
             engine=self.engine,
             model=identity,
             metrics=self.metrics,
-            retry=RetryPolicy(settings.max_attempts, settings.retry_base_ms, settings.retry_max_ms),
+            retry=retry_policy(settings),
             window_stride=settings.window_stride,
             max_in_flight=settings.max_in_flight,
         )
         self.processor = Processor(
             self.source,
             pipeline,
+            self.publisher,
             self.metrics,
             max_in_flight=settings.max_in_flight,
             commit_interval_ms=settings.commit_interval_ms,
@@ -157,5 +163,5 @@ class Service:
             self.frontend.close()
         if self.engine:
             self.engine.close()
-        self.sink.close()
+        self.publisher.close()
         self.store.close()

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import textwrap
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,13 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("consumer")
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
-ENV_HELP = """environment (prefix FAME_): KAFKA_BOOTSTRAP_SERVERS, EVENTS_TOPIC, VERDICTS_TOPIC,
-DLQ_TOPIC, GROUP_ID, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME,
-KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE, REDIS_URL, REDIS_PASSWORD, WINDOW_TTL_S, CHECKPOINT,
-DETECTOR_MODEL, FILE_ROOTS (JSON list), ALLOW_PRIVATE_ADDRESSES, MAX_VIDEO_BYTES, SAMPLE_FPS,
-WINDOW_STRIDE, WORKERS, TASK_TIMEOUT_S, WORKER_MEMORY_LIMIT_MB, MAX_IN_FLIGHT, MAX_BATCH,
-MAX_WAIT_MS, MAX_ATTEMPTS, RETRY_BASE_MS, RETRY_MAX_MS, DRAIN_TIMEOUT_S, COMMIT_INTERVAL_MS,
-HTTP_HOST, HTTP_PORT, LOG_LEVEL. See docs/integration.md."""
+ENV_HELP = textwrap.fill(
+    "environment (prefix FAME_, see docs/service.md): "
+    + ", ".join(name.upper() for name in Settings.model_fields),
+    width=88,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,36 +123,48 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _kafka(settings: Settings) -> Service:
-    from consumer.app import Service
-    from consumer.backends.kafka import KafkaSink, KafkaSource
+    from consumer.app import Service, retry_policy
+    from consumer.backends.kafka import KafkaSink, KafkaSource, transactional_producer
+    from consumer.publish import AckedPublisher, Publisher, TransactionalPublisher
     from consumer.store import RedisWindowStore
 
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    source = KafkaSource(settings)
+    publisher: Publisher
+    if settings.exactly_once:
+        publisher = TransactionalPublisher(transactional_producer(settings), source.group_metadata)
+    else:
+        publisher = AckedPublisher(KafkaSink(settings), source, retry_policy(settings).delay_s)
     return Service(
         settings=settings,
-        source=KafkaSource(settings),
-        sink=KafkaSink(settings),
+        source=source,
+        publisher=publisher,
         store=RedisWindowStore(settings.redis_url, settings.window_ttl_s, password),
     )
 
 
 def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
-    from consumer.app import Service
+    from consumer.app import Service, retry_policy
     from consumer.backends.local import LocalBroker, LocalSink, LocalSource
+    from consumer.publish import AckedPublisher
     from consumer.store import MemoryWindowStore
 
     if args.input is None:
         raise SystemExit("--embedded needs --input (a JSONL file of events or a video folder)")
+    if settings.exactly_once:
+        raise SystemExit("FAME_EXACTLY_ONCE needs Kafka transactions: not with --embedded")
     broker = LocalBroker()
     events, roots = embedded_events(args.input)
     settings = settings.model_copy(update={"file_roots": [*settings.file_roots, *roots]})
     for event in events:
         broker.append(settings.events_topic, None, event)
     output: IO[str] = args.output.open("w") if args.output else sys.stdout
+    source = LocalSource(broker, settings.events_topic, settings.group_id)
+    sink = LocalSink(broker, mirror=output)
     return Service(
         settings=settings,
-        source=LocalSource(broker, settings.events_topic, settings.group_id),
-        sink=LocalSink(broker, mirror=output),
+        source=source,
+        publisher=AckedPublisher(sink, source, retry_policy(settings).delay_s),
         store=MemoryWindowStore(),
         exit_when_idle=True,
     )

@@ -25,9 +25,9 @@ from typing import TypeVar
 
 import pydantic
 
-from consumer.backends.base import Sink
 from consumer.messages import Message
 from consumer.metrics import Metrics
+from consumer.publish import Publisher, Record
 from consumer.store import SEGMENT_RECORD, WindowStore
 from fame.attribution import ModelIdentity, build_verdict, fold_segment
 from fame.errors import FameError
@@ -74,7 +74,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        sink: Sink,
+        publisher: Publisher,
         topics: Topics,
         store: WindowStore,
         analyze: Analyze,
@@ -85,7 +85,7 @@ class Pipeline:
         window_stride: int,
         max_in_flight: int,
     ) -> None:
-        self._sink, self._topics, self._store = sink, topics, store
+        self._publisher, self._topics, self._store = publisher, topics, store
         self._analyze, self._engine, self._model = analyze, engine, model
         self._metrics, self._retry, self._stride = metrics, retry, window_stride
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="fame-event")
@@ -101,7 +101,10 @@ class Pipeline:
             event = None
             failure = _parse_failure(error)
         if event is None:
-            return self._executor.submit(self._dead_letter, message, None, failure, received)
+            letter = self._dead_letter(message, None, failure)
+            self._metrics.dead_letters.labels(code=failure.code.value).inc()
+            self._metrics.events.labels(outcome="dead_letter").inc()
+            return self._executor.submit(self._publisher.publish, message, [letter])
         with self._lock:
             previous = self._last_of_video.get(event.video_id)
             future = self._executor.submit(self._run, message, event, previous, received)
@@ -113,6 +116,7 @@ class Pipeline:
         """Stop retrying (in-flight retries give up) and join the workers when `wait`."""
         if not wait:
             self._stopping.set()
+            self._publisher.abandon()
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
 
     # One event -------------------------------------------------------------------------------
@@ -131,16 +135,25 @@ class Pipeline:
             },
         )
         try:
-            self._with_retries(lambda: self._process(event, logger), "process")
+            records = self._with_retries(lambda: self._process(event, logger), "process")
             self._metrics.events.labels(outcome="verdict").inc()
         except _Failure as failure:
             logger.warning("event failed: %s (%s)", failure.message, failure.code.value)
-            self._publish_failed(event, failure)
-            self._dead_letter(message, event, failure, received)
-            return
+            records = [
+                *self._failed_verdict(event, failure),
+                self._dead_letter(message, event, failure),
+            ]
+            self._metrics.dead_letters.labels(code=failure.code.value).inc()
+            self._metrics.events.labels(outcome="dead_letter").inc()
+        started = time.perf_counter()
+        self._publisher.publish(message, records)
+        self._metrics.stage_seconds.labels(stage="produce").observe(time.perf_counter() - started)
         self._metrics.stage_seconds.labels(stage="total").observe(time.monotonic() - received)
 
-    def _process(self, event: VideoEvent, logger: logging.LoggerAdapter[logging.Logger]) -> None:
+    def _process(
+        self, event: VideoEvent, logger: logging.LoggerAdapter[logging.Logger]
+    ) -> list[Record]:
+        """The records this event publishes (none for an intermediate segment)."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         loaded = self._store.load(event.video_id, event.event_id)
@@ -148,9 +161,11 @@ class Pipeline:
         if loaded.record is not None:
             logger.info("event already processed: re-publishing its recorded outcome")
             self._metrics.events.labels(outcome="duplicate").inc()
-            if loaded.record != SEGMENT_RECORD:
-                self._produce(self._topics.verdicts, event.video_id, loaded.record)
-            return
+            return (
+                []
+                if loaded.record == SEGMENT_RECORD
+                else [self._verdict_record(event, loaded.record)]
+            )
         result = self._analyze(event.source_uri, event.sha256).result()
         timings.update(result.timings_ms)
         state = loaded.state
@@ -167,19 +182,18 @@ class Pipeline:
         self._metrics.stage_seconds.labels(stage="redis").observe(time.perf_counter() - started)
         for stage, ms in timings.items():
             self._metrics.stage_seconds.labels(stage=stage).observe(ms / 1000)
-        if event.last_segment:
-            started = time.perf_counter()
-            self._produce(self._topics.verdicts, event.video_id, stored)
-            self._metrics.stage_seconds.labels(stage="produce").observe(
-                time.perf_counter() - started
-            )
-            verdict = AttributionVerdict.model_validate_json(stored)
-            self._metrics.verdicts.labels(status=verdict.status, label=verdict.label or "").inc()
-            logger.info(
-                "verdict %s: %s %s", verdict.verdict_id, verdict.status, verdict.label or ""
-            )
-        else:
+        if not event.last_segment:
             logger.info("segment folded into %d track(s)", len(state.tracks))
+            return []
+        published = AttributionVerdict.model_validate_json(stored)
+        self._metrics.verdicts.labels(status=published.status, label=published.label or "").inc()
+        logger.info(
+            "verdict %s: %s %s", published.verdict_id, published.status, published.label or ""
+        )
+        return [self._verdict_record(event, stored)]
+
+    def _verdict_record(self, event: VideoEvent, value: bytes) -> Record:
+        return Record(self._topics.verdicts, event.video_id.encode(), value)
 
     def _with_retries(self, action: Callable[[], T], stage: str) -> T:
         attempt = 1
@@ -207,13 +221,10 @@ class Pipeline:
 
     # Outcomes --------------------------------------------------------------------------------
 
-    def _produce(self, topic: str, key: str | None, value: bytes) -> None:
-        self._sink.produce(topic, key.encode() if key else None, value).result(timeout=120)
-
-    def _publish_failed(self, event: VideoEvent, failure: _Failure) -> None:
+    def _failed_verdict(self, event: VideoEvent, failure: _Failure) -> list[Record]:
         """A `failed` verdict tells moderation the final state of a video we could not judge."""
         if not event.last_segment:
-            return
+            return []
         verdict = AttributionVerdict(
             verdict_id=make_verdict_id(event.event_id, self._model.version),
             event_id=event.event_id,
@@ -224,13 +235,10 @@ class Pipeline:
             error=ErrorInfo(code=failure.code, message=failure.message[:4096]),
             produced_at=datetime.now(UTC),
         )
-        value = verdict.model_dump_json().encode()
-        self._produce_forever(self._topics.verdicts, event.video_id, value)
         self._metrics.verdicts.labels(status="failed", label="").inc()
+        return [self._verdict_record(event, verdict.model_dump_json().encode())]
 
-    def _dead_letter(
-        self, message: Message, event: VideoEvent | None, failure: _Failure, received: float
-    ) -> None:
+    def _dead_letter(self, message: Message, event: VideoEvent | None, failure: _Failure) -> Record:
         letter = DeadLetter.from_payload(
             message.value,
             error_code=failure.code,
@@ -245,27 +253,7 @@ class Pipeline:
                 offset=message.offset,
             ),
         )
-        self._produce_forever(
-            self._topics.dead_letters, message.key, letter.model_dump_json().encode()
-        )
-        self._metrics.dead_letters.labels(code=failure.code.value).inc()
-        self._metrics.events.labels(outcome="dead_letter").inc()
-
-    def _produce_forever(self, topic: str, key: str | bytes | None, value: bytes) -> None:
-        """Nothing is lost: a dead letter is retried until the broker takes it (or shutdown,
-        in which case the offset stays uncommitted and the event is redelivered)."""
-        raw_key = key.encode() if isinstance(key, str) else key
-        attempt = 1
-        while True:
-            try:
-                self._sink.produce(topic, raw_key, value).result(timeout=120)
-                return
-            except Exception as error:
-                if self._stopping.is_set():
-                    raise
-                log.warning("produce to %s failed (attempt %d): %s", topic, attempt, error)
-                time.sleep(self._retry.delay_s(min(attempt, 8)))
-                attempt += 1
+        return Record(self._topics.dead_letters, message.key, letter.model_dump_json().encode())
 
     def _forget_video(self, video_id: str, future: Future[None]) -> None:
         with self._lock:

@@ -5,9 +5,10 @@
   exceeds ``max_poll_interval_ms``), resuming when there is room again.
 - Commit after produce: an offset becomes committable only when its pipeline future succeeded
   (verdict or dead letter acknowledged); `OffsetTracker` commits the highest contiguous one.
-- Rebalance: on revoke, what is finished is committed (without blocking the IO loop) and the
-  partitions' in-flight work is abandoned (its outcome is recorded in Redis, so the new owner
-  re-publishes instead of recomputing); on lost partitions nothing is committed.
+- Rebalance: on revoke, what is finished is committed (without blocking the IO loop; not in the
+  exactly-once mode, whose commits are transactions) and the partitions' in-flight work is
+  abandoned (its outcome is recorded in Redis, so the new owner re-publishes instead of
+  recomputing); on lost partitions nothing is committed.
 - Shutdown (`stop()`, SIGTERM): no new records; in-flight work drains for up to
   `drain_timeout_s`, what finished is committed, the source is closed.
 """
@@ -25,6 +26,7 @@ from consumer.messages import Message, Partition
 from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Pipeline
+from consumer.publish import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class Processor:
         self,
         source: Source,
         pipeline: Pipeline,
+        publisher: Publisher,
         metrics: Metrics,
         *,
         max_in_flight: int,
@@ -45,6 +48,7 @@ class Processor:
         exit_when_idle: bool = False,
     ) -> None:
         self._source, self._pipeline, self._metrics = source, pipeline, metrics
+        self._publisher = publisher
         self._max_in_flight = max_in_flight
         self._commit_interval_s = commit_interval_ms / 1000.0
         self._drain_timeout_s = drain_timeout_s
@@ -127,7 +131,7 @@ class Processor:
         if not offsets:
             return
         try:
-            self._source.commit(offsets)
+            self._publisher.commit(offsets)
         except Exception as error:  # retried at the next interval; offsets stay uncommitted
             log.warning("offset commit failed: %s", error)
             return
@@ -167,7 +171,7 @@ class Processor:
     def _on_revoke(self, partitions: set[Partition]) -> None:
         log.info("revoked %s", sorted(str(p) for p in partitions))
         offsets = {p: o for p, o in self._offsets.committable().items() if p in partitions}
-        if offsets:
+        if offsets and self._publisher.commit_on_revoke:
             commit_async = getattr(self._source, "commit_async", None)
             (commit_async or self._source.commit)(offsets)
         self._forget(partitions)
@@ -178,5 +182,6 @@ class Processor:
 
     def _forget(self, partitions: set[Partition]) -> None:
         self._offsets.forget(partitions)
+        self._publisher.forget(partitions)
         self._paused -= partitions
         self.assigned -= partitions

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    exactly_once: bool = Field(
+        False, description="publish outcomes and offsets in Kafka transactions"
+    )
+    transactional_id: str | None = Field(
+        None, min_length=1, description="exactly-once: stable per replica (default: host name)"
+    )
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     session_timeout_ms: int = Field(45_000, ge=6_000)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -405,3 +406,26 @@ def test_helm_lint_strict_finds_nothing_above_info() -> None:
     report = helm_render.lint()
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] > 1] == []
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "saslTls", "everything"])
+def test_chart_environment_is_a_valid_service_configuration(
+    rendered: dict[str, Rendering], scenario: str
+) -> None:
+    """Every FAME_* variable the chart sets is a real setting and the whole set validates, so
+    a pod never crash-loops on configuration the chart itself wrote."""
+    from consumer.settings import Settings
+
+    env = dict(rendered[scenario].one("ConfigMap")["data"])
+    for item in _container(rendered[scenario]).get("env", []):
+        if item["name"].startswith("FAME_"):
+            env[item["name"]] = "from-secret"  # value comes from a Secret at run time
+    known = {f"FAME_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, f"unknown settings: {sorted(set(env) - known)}"
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("FAME_")]:
+            patch.delenv(key)
+        for key, value in env.items():
+            patch.setenv(key, value)
+        settings = Settings()
+    assert settings.drain_timeout_s > 0

@@ -9,6 +9,7 @@ callbacks on one IO loop: callbacks here only record what happened and return.
 from __future__ import annotations
 
 import logging
+import socket
 from concurrent.futures import Future
 from typing import Any
 
@@ -130,6 +131,10 @@ class KafkaSource(Source):
                 }
             )
 
+    def group_metadata(self) -> Any:
+        """For `send_offsets_to_transaction` (fences zombie members, KIP-447)."""
+        return self._consumer.group_metadata()
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 
@@ -164,3 +169,16 @@ class KafkaSink(Sink):
 
     def close(self) -> None:
         self._producer.close()
+
+
+def transactional_producer(settings: Settings) -> KafkaProducer:
+    """The exactly-once mode's producer: one stable transactional id per replica, so a restarted
+    replica fences its predecessor's open transaction."""
+    transactional_id = settings.transactional_id or f"{settings.group_id}-{socket.gethostname()}"
+    return KafkaProducer(
+        client_id="fame-consumer",
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        **settings.kafka_client_options(),
+    )

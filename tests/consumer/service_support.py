@@ -10,8 +10,9 @@ from typing import Any
 
 import jsonschema
 
-from consumer.app import Service
+from consumer.app import Service, retry_policy
 from consumer.backends.local import LocalBroker, LocalSink, LocalSource
+from consumer.publish import AckedPublisher
 from consumer.settings import Settings
 from consumer.store import MemoryWindowStore, WindowStore
 from tests.conftest import REPO_ROOT
@@ -60,10 +61,11 @@ def run_embedded(
     broker = LocalBroker()
     for payload in payloads:
         broker.append(config.events_topic, None, payload)
+    source = LocalSource(broker, config.events_topic, config.group_id)
     service = Service(
         settings=config,
-        source=LocalSource(broker, config.events_topic, config.group_id),
-        sink=LocalSink(broker),
+        source=source,
+        publisher=AckedPublisher(LocalSink(broker), source, retry_policy(config).delay_s),
         store=store or MemoryWindowStore(),
         exit_when_idle=True,
     ).build()

@@ -130,10 +130,16 @@ def produce(bootstrap: str, topic: str, events: list[tuple[str | None, bytes]]) 
 
 
 def read_all(
-    bootstrap: str, topic: str, done: Callable[[list[bytes]], bool], timeout_s: float
+    bootstrap: str,
+    topic: str,
+    done: Callable[[list[bytes]], bool],
+    timeout_s: float,
+    isolation_level: str = "read_uncommitted",
 ) -> list[bytes]:
     """Every record of a one-partition topic, read until `done(records)` or the timeout."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation_level
+    )
     partition = TopicPartition(topic, 0)
     consumer.assign([partition])
     consumer.seek_to_beginning(partition)
@@ -150,6 +156,11 @@ def read_all(
 
 def at_least(count: int) -> Callable[[list[bytes]], bool]:
     return lambda records: len(records) >= count
+
+
+def never(records: list[bytes]) -> bool:
+    """Read until the timeout: everything the topic holds."""
+    return False
 
 
 def covering(event_ids: set[str]) -> Callable[[list[bytes]], bool]:

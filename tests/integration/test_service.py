@@ -20,6 +20,7 @@ from tests.integration.service_support import (
     at_least,
     consumer_env,
     covering,
+    never,
     produce,
     read_all,
 )
@@ -126,14 +127,54 @@ def test_kill9_at_random_points_loses_nothing_and_duplicates_are_identical(
         time.sleep(rng.uniform(0.0, 4.0))
         consumer.kill9()
     final = ConsumerProcess(env, tmp_path / "final.log").start()
-    verdicts = read_all(kafka_bootstrap, topics.verdicts, covering(ids), timeout_s=300)
+    read_all(kafka_bootstrap, topics.verdicts, covering(ids), timeout_s=300)
     assert final.terminate() == 0
+    verdicts = read_all(kafka_bootstrap, topics.verdicts, never, timeout_s=5)
 
     by_id: dict[str, set[bytes]] = defaultdict(set)
     for raw in verdicts:
         by_id[json.loads(raw)["verdict_id"]].add(raw)
     assert {json.loads(v)["event_id"] for v in verdicts} == {e["event_id"] for e in events}
     assert all(len(copies) == 1 for copies in by_id.values()), "duplicates are byte-identical"
+
+
+def test_exactly_once_mode_commits_each_verdict_once_across_kill9(
+    kafka_bootstrap: str,
+    redis_url: str,
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+) -> None:
+    """With FAME_EXACTLY_ONCE, a read_committed subscriber sees every verdict exactly once."""
+    topics = Topics.fresh(kafka_bootstrap)
+    events = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS]
+    ids = {e["event_id"] for e in events}
+    produce(
+        kafka_bootstrap, topics.events, [(e["video_id"], json.dumps(e).encode()) for e in events]
+    )
+    env = consumer_env(
+        kafka_bootstrap,
+        redis_url,
+        topics,
+        tiny_checkpoint,
+        detector,
+        [shared / "data"],
+        FAME_EXACTLY_ONCE="true",
+        FAME_TRANSACTIONAL_ID=f"tx-{topics.group}",
+        FAME_COMMIT_INTERVAL_MS="500",
+    )
+    first = ConsumerProcess(env, tmp_path / "first.log").start()
+    first.wait_for_log(r"verdict ", timeout_s=120)
+    time.sleep(1.0)  # let a transaction commit, then die with more work in flight
+    first.kill9()
+    final = ConsumerProcess(env, tmp_path / "final.log").start()
+    read_all(kafka_bootstrap, topics.verdicts, covering(ids), 300, "read_committed")
+    assert final.terminate() == 0
+    # everything committed, including anything that arrived after the last event was covered
+    verdicts = read_all(kafka_bootstrap, topics.verdicts, never, 5, "read_committed")
+    event_ids = [json.loads(v)["event_id"] for v in verdicts]
+    assert sorted(event_ids) == sorted(ids), "each verdict committed exactly once"
 
 
 def test_consumer_group_with_a_member_joining_mid_stream(

@@ -1,0 +1,85 @@
+"""Configuration: FAME_* variables, clear startup failures naming the bad variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from consumer.cli import main
+from consumer.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in [k for k in os.environ if k.startswith("FAME_")]:
+        monkeypatch.delenv(key)
+
+
+def test_environment_sets_fields_and_file_roots_take_a_json_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAME_EVENTS_TOPIC", "uploads")
+    monkeypatch.setenv("FAME_FILE_ROOTS", '["/data/a", "/data/b"]')
+    monkeypatch.setenv("FAME_MAX_IN_FLIGHT", "3")
+    settings = Settings()
+    assert settings.events_topic == "uploads"
+    assert settings.file_roots == [Path("/data/a"), Path("/data/b")]
+    assert settings.max_in_flight == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FAME_MAX_IN_FLIGHT": "0"}, "max_in_flight"),
+        ({"FAME_REDIS_URL": "http://redis:6379"}, "redis_url"),
+        ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
+        ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),
+        ({"FAME_RETRY_BASE_MS": "500", "FAME_RETRY_MAX_MS": "100"}, "FAME_RETRY_MAX_MS"),
+    ],
+)
+def test_invalid_configuration_names_the_problem(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_sasl_password_is_masked_in_check_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in {
+        "FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "FAME_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "FAME_KAFKA_SASL_USERNAME": "svc",
+        "FAME_KAFKA_SASL_PASSWORD": "hunter2",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "SCRAM-SHA-512" in out
+
+
+def test_check_config_fails_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAME_MAX_BATCH", "-1")
+    assert main(["check-config"]) == 2
+    assert "max_batch" in capsys.readouterr().err
+
+
+def test_run_without_a_checkpoint_is_a_startup_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent.pt"
+    (tmp_path / "videos").mkdir()
+    code = main(
+        ["run", "--embedded", "--input", str(tmp_path / "videos"), "--checkpoint", str(missing)]
+    )
+    assert code == 2
+    assert str(missing) in capsys.readouterr().out

@@ -1,0 +1,56 @@
+"""`make services-up` survives leftovers: busy ports and stale pid files from an earlier run."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def services() -> ModuleType:
+    path = REPO_ROOT / "deploy" / "local" / "services.py"
+    spec = importlib.util.spec_from_file_location("local_services", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_busy_preferred_port_is_replaced_by_a_free_one(services: ModuleType) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        chosen = services.pick_port(port, set())
+        assert chosen != port
+        assert services.port_is_free(chosen)
+    assert services.pick_port(port, set()) == port  # free again: preferred wins
+
+
+def test_ports_already_taken_by_this_run_are_not_reused(services: ModuleType) -> None:
+    taken = {services.pick_port(19999, set())}
+    assert services.pick_port(next(iter(taken)), taken) not in taken
+
+
+def test_stale_and_live_pid_files_are_cleaned_up(
+    services: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "STATE", tmp_path)
+    (tmp_path / "gone.pid").write_text("999999999")  # no such process
+    services.stop_pidfile("gone")
+    assert not (tmp_path / "gone.pid").exists()
+
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (tmp_path / "leftover.pid").write_text(str(leftover.pid))
+    services.stop_pidfile("leftover")
+    leftover.poll()  # reap it if stop_pidfile did not (it waits only for its own children)
+    assert not Path(f"/proc/{leftover.pid}").exists(), "the leftover process was stopped"
+    assert not (tmp_path / "leftover.pid").exists()
