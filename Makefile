@@ -38,11 +38,14 @@ lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install ## mypy: strict on schemas/ and consumer/
-	$(VENV)/bin/mypy schemas consumer fame
+	$(VENV)/bin/mypy schemas consumer fame bench
 
 pytest: install ## the test suite (needs `make services-up` for integration tests)
 	set -a; [ -f .services.env ] && source .services.env; set +a; \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: install ## the CPU benchmark suite (< 10 min; GPU parts run where CUDA is): docs/benchmarks.md
+	@trap '$(SERVICES) down' EXIT; $(SERVICES) up && $(PY) -m bench.run $(BENCH_ARGS)
 
 schemas: install ## regenerate schemas/json/*.schema.json from the pydantic models
 	$(PY) -m schemas.export

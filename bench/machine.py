@@ -1,0 +1,135 @@
+"""What the numbers were measured on, and the device's peak FLOP/s they are compared against.
+
+Absolute speeds on a shared CPU are only indicative, so every result file carries the machine,
+the library versions and the command, and every fraction of peak names the peak it divides by.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Vendor dense bf16 tensor-core peaks (no sparsity), FLOP/s, by a substring of the device name.
+GPU_BF16_PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12}
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(dev: torch.device) -> None:
+    """Wait for queued kernels so that wall-clock timings cover the work."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_mhz() -> float | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def nominal_cpu_peak_flops() -> float | None:
+    """fp32 upper bound: cores x clock x FLOP/cycle from the vector ISA (two FMA pipes).
+
+    An estimate from /proc/cpuinfo (the clock there is the base clock; 512-bit FMA is assumed to
+    run at full width, true of Zen 5 and server Intel, half of that on Zen 4)."""
+    mhz = cpu_mhz()
+    if mhz is None:
+        return None
+    flags = cpu_flags()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else 4
+    flop_per_cycle = 2 * 2 * lanes  # two FMA pipes, an FMA is two FLOPs
+    return (os.cpu_count() or 1) * mhz * 1e6 * flop_per_cycle
+
+
+def measured_matmul_flops(dev: torch.device, size: int, repeats: int = 3) -> float:
+    """Best-of-`repeats` dense matmul FLOP/s (fp32 on CPU, bf16 on CUDA): the practical peak."""
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=dev, dtype=dtype)
+    b = torch.randn(size, size, device=dev, dtype=dtype)
+    a @ b
+    synchronize(dev)
+    best = float("inf")
+    inner = 20 if dev.type == "cuda" else 1
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(inner):
+            a @ b
+        synchronize(dev)
+        best = min(best, (time.perf_counter() - started) / inner)
+    return 2.0 * size**3 / best
+
+
+def peak_flops(dev: torch.device, quick: bool) -> dict[str, Any]:
+    """The denominators for "fraction of peak": measured matmul, and the nominal figure."""
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        nominal = next((v for k, v in GPU_BF16_PEAK_FLOPS.items() if k in name), None)
+        measured = measured_matmul_flops(dev, 4096 if quick else 8192)
+        return {
+            "precision": "bf16",
+            "measured_matmul_flops": measured,
+            "nominal_flops": nominal,
+            "nominal_source": "vendor dense bf16 spec" if nominal else None,
+        }
+    return {
+        "precision": "fp32",
+        "measured_matmul_flops": measured_matmul_flops(dev, 1536 if quick else 3072),
+        "nominal_flops": nominal_cpu_peak_flops(),
+        "nominal_source": "estimate: cores x cpuinfo MHz x FMA FLOP/cycle",
+    }
+
+
+def machine_info(command: list[str]) -> dict[str, Any]:
+    import av
+    import onnxruntime
+
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_mhz": cpu_mhz(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+        "pyav": av.__version__,
+        "cuda": torch.cuda.is_available(),
+        "command": " ".join(command),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info

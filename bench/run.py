@@ -1,0 +1,290 @@
+"""`python -m bench.run [--quick]`: the benchmark suite on this machine's device.
+
+Sections: model, frontend, e2e (needs Kafka + Redis: ``make services-up``), redis. Prints the
+ratios of the performance issue and writes every raw number, with the machine and the command, to
+``bench/results/<device>-<date>[-quick].json``. The same command runs the GPU variants when CUDA
+is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import machine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+SECTIONS = ("model", "frontend", "e2e", "redis")
+FRONTEND_VIDEOS = (
+    "samples/carphone_pristine.mp4",
+    "faces/driving_d18.mp4",
+    "faces/driving_d11.mp4",
+    "faces/source_s32.mp4",
+)
+# Short face videos (3-9 s, 176x144 to 512x512): one event each, cycled.
+EVENT_VIDEOS = (
+    "faces/driving_d18.mp4",
+    "faces/driving_d0.mp4",
+    "samples/carphone_pristine.mp4",
+    "faces/driving_d19.mp4",
+)
+GPU_MIN_FACE_FRAMES_PER_S = 20_000
+GPU_MIN_BATCHED_VS_BATCH1 = 10.0
+CPU_MIN_E2E_VS_FRONTEND = 0.5
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("FAME_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+
+
+def services_env() -> dict[str, str]:
+    """Kafka and Redis addresses: the environment, else ``.services.env`` (make services-up)."""
+    env: dict[str, str] = {}
+    path = REPO_ROOT / ".services.env"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                key, _, value = line.partition("=")
+                env[key.strip()] = value.strip()
+    for key in ("FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and events (~3 min)")
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run"
+    )
+    parser.add_argument(
+        "--detector",
+        type=Path,
+        default=os.environ.get("FAME_DETECTOR_MODEL"),
+        help="SCRFD .onnx (default: FAME_DETECTOR_MODEL, else shared/models/scrfd_500m_bnkps)",
+    )
+    parser.add_argument("--model", default="fame", help="FAME registry name (default: fame)")
+    parser.add_argument("--out", type=Path, help="result file (default: bench/results/...)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data = shared_dir() / "data"
+    detector = args.detector or shared_dir() / "models" / "scrfd_500m_bnkps.onnx"
+    needs_media = {"frontend", "e2e"} & set(args.only)
+    if needs_media and not (data.is_dir() and Path(detector).is_file()):
+        print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
+        return 2
+    dev = machine.device()
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": machine.machine_info([sys.executable, "-m", "bench.run", *sys.argv[1:]]),
+    }
+    started = time.perf_counter()
+    if "model" in args.only:
+        _progress("model: peak matmul and FAME variants")
+        from bench import model
+
+        results["peak"] = machine.peak_flops(dev, args.quick)
+        settings = model.QUICK_MODEL if args.quick else model.ModelBenchSettings()
+        settings = model.ModelBenchSettings(**{**settings.__dict__, "model_name": args.model})
+        peak = results["peak"]
+        results["model"] = model.run(
+            settings, dev, peak["nominal_flops"] or peak["measured_matmul_flops"]
+        )
+    if "frontend" in args.only:
+        _progress("front end: decode / decode+detect / full per video")
+        from bench import frontend
+
+        videos = [data / v for v in FRONTEND_VIDEOS[: 2 if args.quick else None]]
+        results["frontend"] = frontend.run(videos, Path(detector))
+    if "e2e" in args.only or "redis" in args.only:
+        services = services_env()
+        needed = ("FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL")
+        missing = [k for k in needed if k not in services]
+        if missing:
+            print(f"no {missing}: run `make services-up` first (writes .services.env)")
+            return 2
+    if "redis" in args.only:
+        _progress("redis: MEMORY USAGE of window state")
+        from bench import redis_memory
+
+        results["redis"] = redis_memory.run(services["FAME_REDIS_URL"])
+    if "e2e" in args.only:
+        _progress("end to end: front-end ceiling, then consumers under load (minutes)")
+        from bench import end_to_end
+
+        e2e = end_to_end.QUICK_END_TO_END if args.quick else end_to_end.EndToEndSettings()
+        e2e = end_to_end.EndToEndSettings(**{**e2e.__dict__, "model_name": args.model})
+        results["e2e"] = end_to_end.run(
+            e2e,
+            [data / v for v in EVENT_VIDEOS],
+            Path(detector),
+            services["FAME_KAFKA_BOOTSTRAP_SERVERS"],
+            services["FAME_REDIS_URL"],
+        )
+    results["wall_s"] = time.perf_counter() - started
+    out = args.out or default_out(dev.type, args.quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    print(summary(results))
+    print(f"raw results: {out}")
+    return 0
+
+
+def default_out(device_type: str, quick: bool) -> Path:
+    name = "cpu" if device_type == "cpu" else _gpu_slug()
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    return RESULTS_DIR / f"{name}-{stamp}{'-quick' if quick else ''}.json"
+
+
+def _gpu_slug() -> str:
+    import torch
+
+    return "gpu-" + "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name(0))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _check(value: float, target: float, higher_is_better: bool = True) -> str:
+    if math.isnan(value):
+        return "n/a"
+    ok = value >= target if higher_is_better else value <= target
+    return "MET" if ok else "MISSED"
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The ratios and targets, one line each, for the terminal."""
+    lines = [f"== FAME bench on {_device_name(results)} ({results['wall_s']:.0f} s) =="]
+    cuda = bool(results["machine"].get("cuda"))
+    if "model" in results:
+        m, peak = results["model"], results["peak"]
+        lines.append(
+            f"model {m['model_name']} T={m['config']['clip_len']} {m['config']['img_size']}px: "
+            f"{m['flops_per_frame'] / 1e9:.2f} GFLOP/frame; % of peak below is of "
+            f"{m['peak_flops_used'] / 1e9:.0f} GFLOP/s {peak['precision']} "
+            f"({peak['nominal_source'] or 'measured matmul'}); measured matmul "
+            f"{peak['measured_matmul_flops'] / 1e9:.0f} GFLOP/s"
+        )
+        for name, v in m["variants"].items():
+            lines.append(
+                f"  {name:<48} {v['face_frames_per_s']:>10.1f} face-frames/s "
+                f"{v['clips_per_s']:>8.2f} clips/s  {100 * v['fraction_of_peak']:5.1f}% of peak"
+            )
+        for name, error in m.get("failed_variants", {}).items():
+            lines.append(f"  {name}: FAILED {error[:120]}")
+        best = m["variants"][m["best_variant"]]["face_frames_per_s"]
+        ratio_line = f"  best batched / batch-1 eager: {m['best_vs_batch1_ratio']:.2f}x"
+        if cuda:
+            ratio_line += (
+                f" [target >= {GPU_MIN_BATCHED_VS_BATCH1:.0f}x: "
+                f"{_check(m['best_vs_batch1_ratio'], GPU_MIN_BATCHED_VS_BATCH1)}]; "
+                f"{best:.0f} face-frames/s [target >= {GPU_MIN_FACE_FRAMES_PER_S}: "
+                f"{_check(best, GPU_MIN_FACE_FRAMES_PER_S)}]"
+            )
+        lines.append(ratio_line)
+        r = m["embed_once_reuse"]
+        lines.append(
+            f"  embed-once reuse (track {r['track_frames']} frames, T={r['clip_len']}, stride "
+            f"{r['stride']}): {r['speedup']:.2f}x faster than recomputing windows "
+            f"(ideal {r['ideal_speedup']:.2f}x)"
+        )
+        lines.append("  scaling: T  px  GFLOP/clip  ms/clip  frames/s")
+        for row in m["scaling"]:
+            lines.append(
+                f"          {row['clip_len']:>2} {row['img_size']:>3} "
+                f"{row['gflops_per_clip']:>10.1f} {row['ms_per_clip']:>8.0f} "
+                f"{row['face_frames_per_s']:>9.1f}"
+            )
+    if "frontend" in results:
+        lines.append(f"front end ({results['frontend']['detector']}), sampled frames/s:")
+        lines.append("  video                     res        decode  +detect     full")
+        for v in results["frontend"]["videos"]:
+            lines.append(
+                f"  {v['video']:<25} {v['resolution']:<9} {v['decode_only_fps']:>7.1f} "
+                f"{v['decode_detect_fps']:>8.1f} {v['full_fps']:>8.1f}"
+            )
+    if "e2e" in results:
+        e = results["e2e"]
+        c = e["frontend_ceiling"]
+        lines.append(
+            f"end to end (model {e['model_name']}, Kafka + Redis); front-end-only ceiling "
+            f"{c['events_per_s']:.3f} events/s ({c['workers']} workers)"
+        )
+        for run in e["runs"]:
+            for load in run["loads"]:
+                lat = load["latency_s"]
+                offered = (
+                    "burst"
+                    if load["kind"] == "burst"
+                    else f"{100 * load['offered_fraction_of_max']:.0f}% of max"
+                )
+                lines.append(
+                    f"  {run['consumers']} consumer(s) {offered:<11} {load['events_per_s']:.3f} "
+                    f"events/s  latency p50/p95/p99 {lat['p50']:.1f}/{lat['p95']:.1f}/"
+                    f"{lat['p99']:.1f} s  ({load['verdicts']}/{load['events']} verdicts)"
+                )
+            batches = run["metrics"]["batch_items"]
+            sizes = ", ".join(f"{k} mean {v['mean_items']:.1f}" for k, v in batches.items())
+            lines.append(f"    batch items per model call: {sizes}")
+        top = sorted(e["runs"][0]["loads"][0]["verdict_stage_share"].items(), key=lambda kv: -kv[1])
+        lines.append(
+            "  stage share (1 consumer, burst): "
+            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in top if v >= 0.005)
+        )
+        lines.append(
+            f"  e2e / front-end ceiling: {e['e2e_vs_frontend_ceiling']:.3f} "
+            f"[CPU target >= {CPU_MIN_E2E_VS_FRONTEND}: "
+            f"{_check(e['e2e_vs_frontend_ceiling'], CPU_MIN_E2E_VS_FRONTEND)}]"
+        )
+        if "exactly_once" in e:
+            eos = e["exactly_once"]
+            lat = eos["burst"]["latency_s"]
+            lines.append(
+                "  exactly-once mode, burst: "
+                f"{eos['burst']['events_per_s']:.3f} events/s "
+                f"({eos['events_per_s_vs_at_least_once']:.2f}x at-least-once), "
+                f"p50/p95 {lat['p50']:.1f}/{lat['p95']:.1f} s"
+            )
+    if "redis" in results:
+        r = results["redis"]
+        per = ", ".join(
+            f"{row['tracks']} track(s) {row['memory_usage_bytes']} B "
+            f"({row['bytes_per_track'] / 1024:.1f} KiB/track)"
+            for row in r["rows"]
+        )
+        lines.append(
+            f"redis {r['redis_version']} MEMORY USAGE, T-1={r['tail_rows']} x {r['embed_dim']} "
+            f"float16: {per} [target <= 32 KiB/track: {'MET' if r['meets_target'] else 'MISSED'}]"
+        )
+    return "\n".join(lines)
+
+
+def _device_name(results: dict[str, Any]) -> str:
+    info = results["machine"]
+    if info.get("cuda"):
+        return str(info.get("gpu"))
+    return f"{info['cpu_model']} x{info['cpu_cores']} (CPU)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

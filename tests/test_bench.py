@@ -1,0 +1,109 @@
+"""Smoke tests of the benchmark harness (bench/): it runs with tiny settings and its bookkeeping
+(histogram diffs, shares, the reuse arithmetic) is right. Nothing here is timed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from prometheus_client import generate_latest
+
+from bench import frontend, redis_memory
+from bench import run as bench_run
+from bench.end_to_end import parse_histograms, summarize_histograms
+from bench.model import ModelBenchSettings
+from bench.model import run as run_model
+from bench.stats import percentiles, shares, time_calls
+from consumer.metrics import Metrics
+
+
+def test_model_bench_runs_tiny_and_counts_reuse() -> None:
+    settings = ModelBenchSettings(
+        model_name="fame_tiny",
+        batch_clips=2,
+        repeats=1,
+        reuse_track_frames=16,
+        clip_lens=(8,),
+        crop_sizes_px=(64, 96),
+        scaling_repeats=1,
+        compile=False,
+    )
+    result = run_model(settings, torch.device("cpu"), peak_flops=1e11)
+    assert set(result["variants"]) == {"eager_fp32_batch1", "batched2_fp32_channels_last"}
+    assert all(v["face_frames_per_s"] > 0 for v in result["variants"].values())
+    assert result["flops_per_frame"] > 0
+    reuse = result["embed_once_reuse"]
+    # T=8, stride 4 over 16 frames: windows at 0, 4, 8 -> 24 frames recomputed vs 16 embedded.
+    assert (reuse["windows"], reuse["frames_embedded_recompute"]) == (3, 24)
+    assert reuse["ideal_speedup"] == pytest.approx(1.5)
+    assert [(r["clip_len"], r["img_size"]) for r in result["scaling"]] == [(8, 64), (8, 96)]
+    small, large = result["scaling"]
+    assert large["gflops_per_clip"] > small["gflops_per_clip"]
+
+
+def test_model_settings_reject_nonsense() -> None:
+    with pytest.raises(ValueError, match="repeats"):
+        ModelBenchSettings(repeats=0)
+
+
+def test_histogram_bookkeeping_from_real_service_metrics() -> None:
+    metrics = Metrics()
+    metrics.observe_batch("embed", 16, 0.5)
+    metrics.observe_batch("embed", 40, 0.5)
+    metrics.observe_batch("classify", 3, 0.1)
+    metrics.stage_seconds.labels(stage="decode").observe(1.0)
+    metrics.stage_seconds.labels(stage="detect").observe(3.0)
+    metrics.stage_seconds.labels(stage="total").observe(4.5)
+    summary = summarize_histograms(parse_histograms(generate_latest(metrics.registry).decode()))
+    embed = summary["batch_items"]["embed"]
+    assert embed["calls"] == 2 and embed["mean_items"] == pytest.approx(28.0)
+    assert embed["buckets"] == {"<=16": 1, "<=64": 1}
+    # total and the model thread's own stages overlap the per-event stages: not in the shares.
+    assert summary["stage_share"] == {"decode": 0.25, "detect": 0.75}
+    assert summary["stage_seconds"]["total"] == pytest.approx(4.5)
+
+
+def test_stats_helpers() -> None:
+    assert math.isnan(percentiles([])["p95"])
+    assert percentiles([1.0, 2.0, 3.0])["p50"] == pytest.approx(2.0)
+    assert shares({"a": 1.0, "b": 3.0}) == {"a": 0.25, "b": 0.75}
+    assert len(time_calls(lambda: None, repeats=3, warmup=0)) == 3
+    with pytest.raises(ValueError, match="repeats"):
+        time_calls(lambda: None, repeats=0)
+
+
+def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
+    result = frontend.run([shared / "data" / "samples" / "carphone_pristine.mp4"], detector)
+    (row,) = result["videos"]
+    assert row["sampled_frames"] == 32  # 120 frames at 30 fps sampled at 8 fps
+    assert row["tracks"] >= 1
+    assert row["decode_only_fps"] > row["decode_detect_fps"] > 0
+    assert row["full_stage_ms"]["detect"] > 0
+
+
+@pytest.mark.integration
+def test_redis_memory_of_a_real_state_key(redis_url: str) -> None:
+    result = redis_memory.run(redis_url, track_counts=(1, 2))
+    one, two = result["rows"]
+    assert one["memory_usage_bytes"] >= result["tail_bytes"]  # the float16 tail is all there
+    assert two["memory_usage_bytes"] > one["memory_usage_bytes"]
+
+
+@pytest.mark.integration
+def test_cli_writes_results_and_prints_targets(
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FAME_REDIS_URL", redis_url)
+    monkeypatch.setenv("FAME_KAFKA_BOOTSTRAP_SERVERS", "unused:9092")
+    out = tmp_path / "result.json"
+    assert bench_run.main(["--only", "redis", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["torch"] == torch.__version__
+    assert saved["redis"]["rows"][0]["tracks"] == 1
+    assert "target <= 32 KiB/track" in capsys.readouterr().out
