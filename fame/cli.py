@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "evaluate",
     "export",
     "attribute",
+    "synth",
 )
 
 

@@ -38,6 +38,14 @@ def test_dfdm_reads_models_crf_and_identities(tmp_path: Path) -> None:
     assert videos["23/id02_id03_talk_lightweight.mp4"].crf == 23
 
 
+def test_dfdm_reads_pristine_videos_as_real(tmp_path: Path) -> None:
+    _touch(tmp_path, "crf23/id04_id04_0000_real.mp4", "crf23/id01_id04_0000_iae.mp4")
+    videos = {v.path.name: v for v in adapters.dfdm(tmp_path)}
+    real = videos["id04_id04_0000_real.mp4"]
+    assert (real.label, real.identities, real.crf) == ("real", ("id04", "id04"), 23)
+    assert videos["id01_id04_0000_iae.mp4"].label == "iae"
+
+
 def test_dfdm_rejects_unknown_names(tmp_path: Path) -> None:
     _touch(tmp_path, "crf0/id00_id01_scene_stylegan.mp4")
     with pytest.raises(ValueError, match="stylegan"):

@@ -44,6 +44,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, required: bool) -> No
     )
     parser.add_argument("--compression", default="c23", help="FF++ compression folder")
     parser.add_argument("--min-frames", type=int, default=4, help="drop shorter face tracks")
+    parser.add_argument(
+        "--target-fps", type=float, default=8.0, help="sampled frames per second of video"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the identity split")
     add_detector_argument(parser)
 
@@ -52,12 +55,19 @@ def preprocess_dataset(args: argparse.Namespace, out: Path) -> dict[str, object]
     from fame.data import adapters
     from fame.data.preprocess import preprocess
     from fame.faces.frontend import FrontEnd, FrontEndConfig
+    from fame.video.decode import SamplingPolicy
 
     if args.layout == "ffpp":
         videos = adapters.ffpp(args.data, compression=args.compression)
     else:
         videos = adapters.load_layout(args.layout, args.data)
-    frontend = FrontEnd(FrontEndConfig(detector_path=args.detector, allow_fallback_detector=False))
+    frontend = FrontEnd(
+        FrontEndConfig(
+            detector_path=args.detector,
+            allow_fallback_detector=False,
+            sampling=SamplingPolicy(target_fps=args.target_fps),
+        )
+    )
     summary = preprocess(
         videos,
         lambda path: frontend.process(path).tracks,

@@ -44,15 +44,20 @@ def _require_dir(path: Path, what: str) -> None:
 # --------------------------------------------------------------------------- DFDM
 
 DFDM_MODELS = ("faceswap", "lightweight", "iae", "dfaker", "dfl-h128")
+# The public DFDM has fakes only; `fame synth build` adds pristine videos through the same
+# encoder as ``idXX_idXX_<scene>_real.mp4`` so that "real" is a class there.
 _DFDM_NAME = re.compile(
-    r"^(?P<a>id\d+)_(?P<b>id\d+)_(?P<scene>.+)_(?P<model>" + "|".join(DFDM_MODELS) + r")$"
+    r"^(?P<a>id\d+)_(?P<b>id\d+)_(?P<scene>.+)_(?P<model>"
+    + "|".join((*DFDM_MODELS, "real"))
+    + r")$"
 )
 _CRF_DIR = re.compile(r"^(?:crf)?[_-]?(?P<crf>\d+)$", re.IGNORECASE)
 
 
 def dfdm(root: str | Path) -> list[LabelledVideo]:
     """DFDM: ``<root>/<crf>/.../idXX_idYY_<scene>_<model>.mp4`` with crf folders like ``crf23``
-    or ``23``; the label is the generating model (five classes, no "real")."""
+    or ``23``; the label is the generating model (five classes), or "real" for pristine videos
+    named ``idXX_idXX_<scene>_real`` (in benchmarks built by `fame synth build`)."""
     root = Path(root)
     _require_dir(root, "DFDM root")
     videos: list[LabelledVideo] = []

@@ -1,0 +1,1 @@
+"""A DFDM-style face-swap benchmark generator: one swap pipeline, five generator networks."""

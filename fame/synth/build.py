@@ -1,0 +1,305 @@
+"""`fame synth build`: real one-person videos in, a DFDM-layout attribution benchmark out.
+
+    <out>/crf0/idSS_idTT_<scene>_<model>.mp4   SS's face swapped onto TT's video by <model>
+    <out>/crf0/idTT_idTT_<scene>_real.mp4      TT's video through the same encoder
+    <out>/crf10/..., <out>/crf23/...           the same videos at CRF 10 and 23
+    <out>/manifest.json                        seeds, preset, losses, identities, pairs, hashes
+
+Identities are numbered ``id00``, ``id01``, ... in the sorted order of the input file names. The
+pipeline around the networks (`aligned`, `compositing`, `encode`) is the same for every
+generator; only the network from `generators` changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fame.faces.detector import FaceDetector
+from fame.synth.aligned import AlignedVideo, align_video
+from fame.synth.compositing import face_mask, match_colour, paste_face
+from fame.synth.encode import sha256_of, write_h264
+from fame.synth.generators import GENERATOR_NAMES, FaceSwapModel, build_generator
+from fame.synth.presets import CRF_LEVELS, SynthPreset
+from fame.synth.training import render_identity, train_generator
+
+REAL_MODEL = "real"
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "fame-synth/1"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+MIN_FACE_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One rendered scene: ``source``'s face on ``target``'s frames ``[start, stop)``."""
+
+    source: int
+    target: int
+    scene: int
+    start: int
+    stop: int
+
+
+@dataclass
+class Identity:
+    name: str
+    video: Path
+    aligned: AlignedVideo
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict[str, Any]
+    identities: list[Identity] = field(default_factory=list)  # the aligned inputs, in memory
+
+
+def identity_name(index: int) -> str:
+    return f"id{index:02d}"
+
+
+def video_name(pair: Pair, model: str) -> str:
+    """DFDM's ``<src>_<tgt>_<scene>_<model>.mp4``; a real video is its own source."""
+    return f"{identity_name(pair.source)}_{identity_name(pair.target)}_{pair.scene:04d}_{model}.mp4"
+
+
+def list_face_videos(faces_dir: Path, limit: int | None) -> list[Path]:
+    if not faces_dir.is_dir():
+        raise FileNotFoundError(f"faces folder not found: {faces_dir}")
+    videos = sorted(p for p in faces_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if limit is not None:
+        videos = videos[:limit]
+    if len(videos) < 2:
+        raise ValueError(f"need at least 2 one-person videos in {faces_dir}, found {len(videos)}")
+    return videos
+
+
+def plan_pairs(identities: list[Identity], preset: SynthPreset) -> list[Pair]:
+    """Every target's scenes, each swapped with the next ``sources_per_target`` identities
+    (cyclically), so every identity is a source and a target equally often."""
+    count = len(identities)
+    sources = min(preset.sources_per_target, count - 1)
+    pairs = []
+    for target, identity in enumerate(identities):
+        frames = len(identity.aligned.frames)
+        scenes = max(1, min(preset.scenes_per_video, frames // preset.frames_per_scene))
+        for scene in range(scenes):
+            start = scene * preset.frames_per_scene
+            stop = min(frames, start + preset.frames_per_scene)
+            for step in range(1, sources + 1):
+                pairs.append(Pair((target + step) % count, target, scene, start, stop))
+    return pairs
+
+
+def render_pair(
+    identities: list[Identity], pair: Pair, swapped_crops: np.ndarray
+) -> list[np.ndarray]:
+    """Target frames with the generated face (already rendered as ``pair.source``) colour-
+    matched and blended in; frames without a detected face pass through unchanged."""
+    aligned = identities[pair.target].aligned
+    mask = face_mask()
+    frames = []
+    for i in range(pair.start, pair.stop):
+        frame = aligned.frames[i]
+        if aligned.has_face[i]:
+            face = match_colour(swapped_crops[i], aligned.crops[i], mask)
+            frame = paste_face(frame, face, aligned.matrices[i])
+        frames.append(frame)
+    return frames
+
+
+@contextlib.contextmanager
+def deterministic_torch(seed: int, threads: int | None) -> Iterator[None]:
+    """Seeded, deterministic kernels and (optionally) a fixed thread count; restored after."""
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
+
+
+class SynthBuilder:
+    """One build; `run` does align -> (train -> render -> encode) per generator -> manifest."""
+
+    def __init__(
+        self,
+        faces_dir: Path,
+        out: Path,
+        preset: SynthPreset,
+        seed: int,
+        detector: FaceDetector,
+        *,
+        generators: tuple[str, ...] = GENERATOR_NAMES,
+        identities: int | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        unknown = set(generators) - set(GENERATOR_NAMES)
+        if unknown:
+            raise ValueError(f"unknown generators {sorted(unknown)}; known: {GENERATOR_NAMES}")
+        if max_frames is not None and max_frames <= 0:
+            raise ValueError(f"max_frames must be positive, got {max_frames}")
+        self.faces_dir, self.out, self.preset, self.seed = faces_dir, out, preset, seed
+        self.detector = detector
+        self.generators = generators
+        self.identity_limit = identities if identities is not None else preset.identities
+        self.max_frames = max_frames or preset.frames_per_video
+        use_cuda = preset.prefer_cuda and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.identities: list[Identity] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        self.timings_s: dict[str, float] = {}
+        self.cpu_s: dict[str, float] = {}
+
+    def run(self) -> BuildResult:
+        started, started_cpu = time.perf_counter(), time.process_time()
+        with self._timed("align"):
+            identities = self.identities = self._align_identities()
+        pairs = plan_pairs(identities, self.preset)
+        with self._timed("encode_real"):
+            self._encode_real(identities, pairs)
+        generator_logs = {}
+        for index, name in enumerate(self.generators):
+            generator_logs[name] = self._build_generator(index, name, identities, pairs)
+        self.timings_s["total"] = time.perf_counter() - started
+        self.cpu_s["total"] = time.process_time() - started_cpu
+        manifest = self._manifest(identities, pairs, generator_logs)
+        (self.out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        return BuildResult(self.out, manifest, identities)
+
+    def _align_identities(self) -> list[Identity]:
+        identities = []
+        videos = list_face_videos(self.faces_dir, self.identity_limit)
+        for index, path in enumerate(tqdm(videos, desc="detect+align", unit="video")):
+            aligned = align_video(path, self.detector, self.max_frames, self.preset.max_side_px)
+            if int(aligned.has_face.sum()) < MIN_FACE_FRAMES:
+                raise ValueError(
+                    f"{path.name}: faces in {int(aligned.has_face.sum())} frames, "
+                    f"need at least {MIN_FACE_FRAMES}"
+                )
+            identities.append(Identity(identity_name(index), path, aligned))
+        return identities
+
+    def _encode_real(self, identities: list[Identity], pairs: list[Pair]) -> None:
+        scenes = sorted({(p.target, p.scene, p.start, p.stop) for p in pairs})
+        for target, scene, start, stop in tqdm(scenes, desc="encode real", unit="video"):
+            pair = Pair(target, target, scene, start, stop)
+            frames = list(identities[target].aligned.frames[start:stop])
+            self._encode(pair, REAL_MODEL, frames)
+
+    def _build_generator(
+        self,
+        index: int,
+        name: str,
+        identities: list[Identity],
+        pairs: list[Pair],
+    ) -> dict[str, Any]:
+        generator_seed = self.seed * 1000 + index
+        with deterministic_torch(generator_seed, self.preset.torch_threads):
+            model = build_generator(name, len(identities), self.preset.width_divisor)
+            rng = np.random.default_rng(generator_seed)
+            faces = [identity.aligned.face_crops for identity in identities]
+            with self._timed(f"train_{name}"):
+                log = train_generator(model, faces, self.preset, rng, self.device)
+            with self._timed(f"render_encode_{name}"):
+                self._render(model, name, identities, pairs)
+        return {
+            "seed": generator_seed,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "input_px": model.input_px,
+            "output_px": model.output_px,
+            "spec": {k: v for k, v in vars(model.spec).items() if k != "name"},
+            "train_steps": log.steps,
+            "epoch_losses": log.epoch_losses,
+        }
+
+    def _render(
+        self, model: FaceSwapModel, name: str, identities: list[Identity], pairs: list[Pair]
+    ) -> None:
+        swapped: dict[tuple[int, int], np.ndarray] = {}
+        for pair in tqdm(pairs, desc=f"render {name}", unit="video"):
+            key = (pair.source, pair.target)
+            if key not in swapped:
+                crops = identities[pair.target].aligned.crops
+                swapped[key] = render_identity(model, crops, pair.source, self.device)
+            self._encode(pair, name, render_pair(identities, pair, swapped[key]))
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Wall and process CPU seconds per stage (CPU time extrapolates on a shared machine)."""
+        started, started_cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.timings_s[stage] = time.perf_counter() - started
+            self.cpu_s[stage] = time.process_time() - started_cpu
+
+    def _encode(self, pair: Pair, model: str, frames: list[np.ndarray]) -> None:
+        fps = self.identities[pair.target].aligned.fps
+        for crf in CRF_LEVELS:
+            relative = Path(f"crf{crf}") / video_name(pair, model)
+            path = self.out / relative
+            write_h264(path, frames, fps, crf, self.preset.x264_preset)
+            self.files[relative.as_posix()] = {
+                "sha256": sha256_of(path),
+                "label": model,
+                "crf": crf,
+                "source": identity_name(pair.source),
+                "target": identity_name(pair.target),
+                "scene": pair.scene,
+                "frames": len(frames),
+            }
+
+    def _manifest(
+        self, identities: list[Identity], pairs: list[Pair], generators: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "seed": self.seed,
+            "preset": self.preset.as_dict(),
+            "device": self.device.type,
+            "torch": torch.__version__,
+            "crf_levels": list(CRF_LEVELS),
+            "detector": getattr(self.detector, "name", type(self.detector).__name__),
+            "identities": {
+                identity.name: {
+                    "video": identity.video.name,
+                    "sha256": sha256_of(identity.video),
+                    "frames": len(identity.aligned.frames),
+                    "face_frames": int(identity.aligned.has_face.sum()),
+                    "fps": str(identity.aligned.fps),
+                    "size": list(identity.aligned.frames.shape[2:0:-1]),
+                }
+                for identity in identities
+            },
+            "pairs": [
+                {
+                    "source": identity_name(p.source),
+                    "target": identity_name(p.target),
+                    "scene": p.scene,
+                    "frames": [p.start, p.stop],
+                }
+                for p in pairs
+            ],
+            "generators": generators,
+            "files": dict(sorted(self.files.items())),
+            "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
+            "cpu_s": {k: round(v, 2) for k, v in self.cpu_s.items()},
+        }
