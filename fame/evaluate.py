@@ -9,6 +9,7 @@ per-class precision/recall and confusion matrices, overall and per CRF level whe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,3 +209,66 @@ def _write_figures(report: dict[str, Any], classes: Sequence[str], figures_dir: 
             title=f"{level}-level confusion ({report['model_name']})",
         )
         report[level]["confusion_png"] = str(path)
+
+
+def open_set_report(
+    model: FAME,
+    meta: CheckpointMeta,
+    cache_dir: str | Path,
+    records: Sequence[TrackRecord],
+    held_out: str,
+    *,
+    stride: int | None = None,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """How well the unknown-generator score separates videos of a generator the model never saw
+    (`held_out`, positives) from videos of the generators it knows (negatives).
+
+    The score is ``1 - max(p(known generator))`` of the video's deciding track: low confidence in
+    every known generator means "made by something else". Reported as AUROC (overall and per CRF)
+    and as the rate at which the checkpoint's calibrated threshold flags each group."""
+    classes = list(meta.classes)
+    if held_out in classes:
+        raise ValueError(f"{held_out!r} is one of the checkpoint's classes: not held out")
+    generators = [i for i, name in enumerate(classes) if name != aggregate.REAL_LABEL]
+    fakes = [
+        r
+        for r in records
+        if r.label == held_out or (r.label in classes and r.label != aggregate.REAL_LABEL)
+    ]
+    if not any(r.label == held_out for r in fakes):
+        raise ValueError(f"no {held_out!r} tracks to evaluate")
+    stand_in = classes[generators[0]]  # the dataset needs a known label; it is not used
+    scored = [dataclasses.replace(r, label=stand_in) if r.label == held_out else r for r in fakes]
+    clip_len = model.config.clip_len
+    dataset = SlidingWindowClips(
+        scored, TrackStore(cache_dir), classes, clip_len, stride or max(1, clip_len // 2)
+    )
+    windows = predict_windows(
+        model, dataset, batch_size=batch_size, device=device, progress=progress
+    )
+    video = video_results(scored, windows.track_probs(len(scored)), classes, meta.unknown_threshold)
+    original = {r.video: (r.label, r.crf) for r in fakes}
+    unknown = np.array([original[v][0] == held_out for v in video.videos])
+    score = 1.0 - video.probs[:, generators].max(axis=1)
+    flagged = np.array([d.is_unknown for d in video.decisions])
+
+    def summary(keep: NDArray[np.bool_]) -> dict[str, Any]:
+        return {
+            "auroc": metrics.binary_auc(unknown[keep], score[keep]),
+            "n_held_out_videos": int(unknown[keep].sum()),
+            "n_known_videos": int((~unknown[keep]).sum()),
+            "flagged_unknown_rate_held_out": float(flagged[keep & unknown].mean()),
+            "flagged_unknown_rate_known": float(flagged[keep & ~unknown].mean()),
+        }
+
+    crfs = np.array([original[v][1] if original[v][1] is not None else -1 for v in video.videos])
+    return {
+        "held_out_class": held_out,
+        "score": "1 - max known-generator probability (video's deciding track)",
+        "unknown_threshold": meta.unknown_threshold,
+        **summary(np.ones(len(unknown), dtype=bool)),
+        "by_crf": {str(c): summary(crfs == c) for c in sorted(set(crfs.tolist())) if c >= 0},
+    }

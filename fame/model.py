@@ -327,8 +327,21 @@ MODEL_REGISTRY: dict[str, dict[str, Any]] = {
         "pretrained": None,
     },
 }
-MODEL_REGISTRY["fame_noattn_tiny"] = {**MODEL_REGISTRY["fame_tiny"], "temporal": "bilstm_mean"}
-MODEL_REGISTRY["cnn_mean_tiny"] = {**MODEL_REGISTRY["fame_tiny"], "temporal": "none"}
+# A CPU-trainable size (~1/50 of the default's FLOPs per frame) for machines without a GPU.
+MODEL_REGISTRY["fame_small"] = {
+    "img_size": 64,
+    "width_mult": 0.25,
+    "level_dim": 128,
+    "lstm_hidden": 128,
+    "attn_dim": 64,
+    "pretrained": None,
+}
+for _size in ("tiny", "small"):
+    MODEL_REGISTRY[f"fame_noattn_{_size}"] = {
+        **MODEL_REGISTRY[f"fame_{_size}"],
+        "temporal": "bilstm_mean",
+    }
+    MODEL_REGISTRY[f"cnn_mean_{_size}"] = {**MODEL_REGISTRY[f"fame_{_size}"], "temporal": "none"}
 
 
 def build_config(name: str, num_classes: int, **overrides: Any) -> FAMEConfig:

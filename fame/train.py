@@ -65,6 +65,8 @@ class TrainConfig:
     device: str = "auto"
     fp16_checkpoint: bool = False
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # classes left out of training entirely (open-set experiments: the held-out generator)
+    exclude_classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
@@ -133,7 +135,9 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         _seed_everything(config.seed)
-        self.splits = split_records(read_index(self.cache_dir))
+        self.splits = split_records(
+            [r for r in read_index(self.cache_dir) if r.label not in config.exclude_classes]
+        )
         self.classes = sorted({r.label for r in self.splits["train"]})
         self.fingerprint = fingerprint(self.cache_dir)
         self.model: FAME = create_model(

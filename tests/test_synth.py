@@ -195,3 +195,20 @@ def test_write_h264_round_trip_and_is_deterministic(tmp_path: Path) -> None:
     assert sha256_of(tmp_path / "a0.mp4") == sha256_of(tmp_path / "b0.mp4")
     with pytest.raises(ValueError, match="crf"):
         write_h264(tmp_path / "bad.mp4", frames, Fraction(25), 52, "ultrafast")
+
+
+def test_swap_groups_partition_identities_and_pairs_stay_inside_them() -> None:
+    from types import SimpleNamespace
+
+    from fame.synth.build import plan_pairs, swap_groups
+    from fame.synth.presets import PRESETS
+
+    groups = swap_groups(13, 3)
+    assert sorted(i for g in groups for i in g) == list(range(13))
+    assert [len(g) for g in groups] == [3, 3, 3, 4]
+    assert swap_groups(5, 3) == [[0, 1, 2, 3, 4]]
+    identities = [SimpleNamespace(aligned=SimpleNamespace(frames=[None] * 200)) for _ in range(13)]
+    pairs = plan_pairs(identities, PRESETS["small"])  # type: ignore[arg-type]
+    group_of = {i: n for n, g in enumerate(groups) for i in g}
+    assert pairs and all(group_of[p.source] == group_of[p.target] for p in pairs)
+    assert all(p.source != p.target for p in pairs)

@@ -177,3 +177,45 @@ def test_evaluate_command_writes_report_and_figures(
         assert set(report[level]["per_class"]) == set(CLASSES)
         assert 0 <= report[level]["macro_auc"] <= 1
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["report"] == str(report_path)
+
+
+def test_open_set_held_out_generator(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Train without "flicker", then score how well the unknown score singles it out."""
+    config = TrainConfig(
+        model="fame_tiny",
+        epochs=12,
+        batch_size=8,
+        lr=3e-3,
+        weight_decay=1e-4,
+        patience=12,
+        clips_per_epoch=48,
+        model_overrides={"clip_len": 8},
+        exclude_classes=("flicker",),
+    )
+    result = fit(cache, tmp_path / "run", config)
+    _, meta = load_checkpoint(result.best_checkpoint)
+    assert meta.classes == ["real", "tint"]
+    report_path = tmp_path / "open_set.json"
+    args = [
+        "evaluate",
+        "--cache",
+        str(cache),
+        "--checkpoint",
+        str(result.best_checkpoint),
+        "--report",
+        str(report_path),
+        "--device",
+        "cpu",
+        "--held-out-class",
+        "flicker",
+    ]
+    assert main(args) == 0
+    open_set = json.loads(report_path.read_text())["open_set"]
+    assert open_set["held_out_class"] == "flicker"
+    assert (open_set["n_held_out_videos"], open_set["n_known_videos"]) == (2, 2)
+    assert 0.5 < open_set["auroc"] <= 1.0  # flicker looks like no known generator
+    assert set(open_set["by_crf"]) == {"0", "23"}
+    with pytest.raises(SystemExit):
+        main([*args[:-1], "tint"])  # a known class cannot be "held out"

@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--stride", type=int, default=None, help="frames between windows")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--held-out-class",
+        metavar="CLASS",
+        help=(
+            "open set: a class the checkpoint was not trained on (fame train --exclude-classes); "
+            "adds the AUROC with which the unknown-generator score separates its videos"
+        ),
+    )
     add_data_arguments(parser, required=False)
     parser.set_defaults(func=run)
 
@@ -32,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     from fame.checkpoint import load_checkpoint
     from fame.data.cache import read_index
-    from fame.evaluate import evaluate
+    from fame.evaluate import evaluate, open_set_report
     from fame.train import resolve_device
 
     report_path = Path(args.report)
@@ -50,22 +58,40 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"fame evaluate: no tracks in split {args.split!r} of {cache}")
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
+    if args.held_out_class in meta.classes:
+        raise SystemExit(
+            f"fame evaluate: --held-out-class {args.held_out_class!r} is one of the checkpoint's "
+            f"classes {meta.classes}: train with --exclude-classes {args.held_out_class} first"
+        )
     report = evaluate(
         model,
         meta,
         cache,
-        records,
+        [r for r in records if r.label != args.held_out_class],
         stride=args.stride,
         batch_size=args.batch_size,
         device=device,
         figures_dir=report_path.parent,
     )
     report["split"] = args.split
+    if args.held_out_class:
+        report["open_set"] = open_set_report(
+            model,
+            meta,
+            cache,
+            records,
+            args.held_out_class,
+            stride=args.stride,
+            batch_size=args.batch_size,
+            device=device,
+        )
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2))
     summary = {
         level: {k: report[level][k] for k in ("accuracy", "macro_f1", "macro_auc")}
         for level in ("clip", "video")
     }
+    if args.held_out_class:
+        summary["open_set_auroc"] = report["open_set"]["auroc"]
     print(json.dumps({"report": str(report_path), **summary}))
     return 0

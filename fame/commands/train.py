@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--fp16-checkpoint", action="store_true", help="store weights as fp16")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument(
+        "--exclude-classes",
+        nargs="+",
+        default=[],
+        metavar="CLASS",
+        help="leave these classes out of training (open-set: the held-out generator)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -67,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         fp16_checkpoint=args.fp16_checkpoint,
         model_overrides=overrides,
+        exclude_classes=tuple(args.exclude_classes),
     )
     result = fit(args.cache, args.out, config, resume=args.resume)
     print(

@@ -85,20 +85,34 @@ def list_face_videos(faces_dir: Path, limit: int | None) -> list[Path]:
     return videos
 
 
+def swap_groups(count: int, group_size: int) -> list[list[int]]:
+    """Identities in consecutive groups of `group_size` (the last absorbs the remainder): faces
+    are swapped only within a group, so groups are identity-disjoint units that train, val and
+    test splits can take whole. Fewer than two groups' worth of identities make one group."""
+    if count < 2 * group_size:
+        return [list(range(count))]
+    starts = list(range(0, count - count % group_size, group_size))
+    groups = [list(range(start, start + group_size)) for start in starts]
+    groups[-1].extend(range(starts[-1] + group_size, count))
+    return groups
+
+
 def plan_pairs(identities: list[Identity], preset: SynthPreset) -> list[Pair]:
-    """Every target's scenes, each swapped with the next ``sources_per_target`` identities
-    (cyclically), so every identity is a source and a target equally often."""
-    count = len(identities)
-    sources = min(preset.sources_per_target, count - 1)
+    """Every target's scenes, each swapped with the next ``sources_per_target`` identities of its
+    swap group (cyclically), so within a group every identity is a source and a target equally
+    often and no pair crosses groups."""
     pairs = []
-    for target, identity in enumerate(identities):
-        frames = len(identity.aligned.frames)
-        scenes = max(1, min(preset.scenes_per_video, frames // preset.frames_per_scene))
-        for scene in range(scenes):
-            start = scene * preset.frames_per_scene
-            stop = min(frames, start + preset.frames_per_scene)
-            for step in range(1, sources + 1):
-                pairs.append(Pair((target + step) % count, target, scene, start, stop))
+    for group in swap_groups(len(identities), preset.sources_per_target + 1):
+        sources = min(preset.sources_per_target, len(group) - 1)
+        for position, target in enumerate(group):
+            frames = len(identities[target].aligned.frames)
+            scenes = max(1, min(preset.scenes_per_video, frames // preset.frames_per_scene))
+            for scene in range(scenes):
+                start = scene * preset.frames_per_scene
+                stop = min(frames, start + preset.frames_per_scene)
+                for step in range(1, sources + 1):
+                    source = group[(position + step) % len(group)]
+                    pairs.append(Pair(source, target, scene, start, stop))
     return pairs
 
 
