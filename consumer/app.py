@@ -25,6 +25,7 @@ from consumer.settings import Settings
 from consumer.store import WindowStore
 from fame.attribution import ModelIdentity
 from fame.checkpoint import load_checkpoint, resolve_checkpoint
+from fame.data.cache import CROP_SIZE
 from fame.faces.frontend import FrontEndConfig, FrontEndPool
 from fame.inference import InferenceEngine
 from fame.video.decode import SamplingPolicy
@@ -33,7 +34,9 @@ from fame.video.fetch import FetchPolicy
 log = logging.getLogger(__name__)
 
 
-def frontend_config(settings: Settings, crop_size_px: int) -> FrontEndConfig:
+def frontend_config(settings: Settings) -> FrontEndConfig:
+    """Crops are aligned at the training cache's size; the engine resizes them for the model
+    exactly as training does."""
     return FrontEndConfig(
         fetch=FetchPolicy(
             file_roots=tuple(settings.file_roots),
@@ -42,7 +45,7 @@ def frontend_config(settings: Settings, crop_size_px: int) -> FrontEndConfig:
         ),
         sampling=SamplingPolicy(target_fps=settings.sample_fps),
         detector_path=str(settings.detector_model) if settings.detector_model else None,
-        crop_size_px=crop_size_px,
+        crop_size_px=CROP_SIZE,
     )
 
 
@@ -91,7 +94,7 @@ class Service:
             observer=self.metrics.observe_batch,
         )
         self.frontend = FrontEndPool(
-            frontend_config(settings, meta.input_size),
+            frontend_config(settings),
             workers=settings.workers,
             task_timeout_s=settings.task_timeout_s,
             memory_limit_mb=settings.worker_memory_limit_mb,

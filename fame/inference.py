@@ -24,6 +24,7 @@ import torch
 from numpy.typing import NDArray
 
 from fame.checkpoint import CheckpointMeta
+from fame.data.clips import to_model_input
 from fame.errors import FameError
 from fame.model import FAME
 from schemas.errors import ErrorCode
@@ -162,8 +163,9 @@ class InferenceEngine:
             self._observer(kind, items, time.perf_counter() - started)
 
     def _embed_batch(self, batch: list[_Request]) -> list[NDArray[np.float32]]:
-        crops = np.concatenate([r.payload[0] for r in batch])
-        x = self.model.normalize(torch.from_numpy(crops).to(self.device, non_blocking=True))
+        crops = torch.from_numpy(np.concatenate([r.payload[0] for r in batch]))
+        # the same normalisation and resize as training (crops come at the cache's size)
+        x = to_model_input(self.model, crops.to(self.device, non_blocking=True)[None])[0]
         if self._cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         embeddings = self.model.embed_frames(x).float().cpu().numpy()

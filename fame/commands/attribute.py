@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fame.attribution import ModelIdentity, build_verdict, fold_segment
     from fame.checkpoint import load_checkpoint, resolve_checkpoint
+    from fame.data.cache import CROP_SIZE
     from fame.errors import FameError
     from fame.faces.frontend import FrontEnd, FrontEndConfig
     from fame.inference import InferenceEngine
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             fetch=FetchPolicy(file_roots=roots),
             sampling=SamplingPolicy(target_fps=args.target_fps),
             detector_path=args.detector,
-            crop_size_px=meta.input_size,
+            crop_size_px=CROP_SIZE,  # as in training; the engine resizes for the model
         )
     )
     failures = 0
