@@ -42,6 +42,7 @@ CPU_MIN_E2E_VS_FRONTEND = 0.5
 
 
 def shared_dir() -> Path:
+    """`$FAME_SHARED_DIR`, else ``../shared`` beside the repository root (tests use it too)."""
     return Path(os.environ.get("FAME_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from bench.run import REPO_ROOT, services_env, shared_dir
 
-
-def shared_dir() -> Path:
-    """`$FAME_SHARED_DIR`, else ``../shared`` beside the repository root."""
-    return Path(os.environ.get("FAME_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
+__all__ = ["REPO_ROOT", "shared_dir"]
 
 
 @pytest.fixture(scope="session")
@@ -24,24 +20,10 @@ def shared() -> Path:
     return path
 
 
-def _services_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    path = REPO_ROOT / ".services.env"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if "=" in line and not line.lstrip().startswith("#"):
-                key, _, value = line.partition("=")
-                env[key.strip()] = value.strip()
-    for key in ("FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """Bootstrap servers of the real local broker started by `make services-up`."""
-    value = _services_env().get("FAME_KAFKA_BOOTSTRAP_SERVERS")
+    value = services_env().get("FAME_KAFKA_BOOTSTRAP_SERVERS")
     if not value:
         pytest.skip("no Kafka: run `make services-up` (writes .services.env)")
     return value
@@ -50,7 +32,7 @@ def kafka_bootstrap() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of the real local redis-server started by `make services-up`."""
-    value = _services_env().get("FAME_REDIS_URL")
+    value = services_env().get("FAME_REDIS_URL")
     if not value:
         pytest.skip("no Redis: run `make services-up` (writes .services.env)")
     return value

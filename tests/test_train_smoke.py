@@ -7,6 +7,7 @@ are split train/val/test, so held-out accuracy above chance means it learned the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,16 @@ from fame.train import TrainConfig, fit
 from tests.conftest import shared_dir
 
 FRAMES_PER_TRACK = 12
+SMOKE_CONFIG = TrainConfig(
+    model="fame_tiny",
+    epochs=12,
+    batch_size=8,
+    lr=3e-3,
+    weight_decay=1e-4,
+    patience=12,
+    clips_per_epoch=48,
+    model_overrides={"clip_len": 8},
+)
 CLASSES = ("flicker", "real", "tint")
 
 
@@ -105,17 +116,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    config = TrainConfig(
-        model="fame_tiny",
-        epochs=12,
-        batch_size=8,
-        lr=3e-3,
-        weight_decay=1e-4,
-        patience=12,
-        clips_per_epoch=48,
-        model_overrides={"clip_len": 8},
-    )
-    result = fit(cache, out, config)
+    result = fit(cache, out, SMOKE_CONFIG)
     assert result.best_checkpoint.is_file()
     assert result.best_val_macro_f1 > 0.5
     return out
@@ -183,17 +184,7 @@ def test_open_set_held_out_generator(
     cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Train without "flicker", then score how well the unknown score singles it out."""
-    config = TrainConfig(
-        model="fame_tiny",
-        epochs=12,
-        batch_size=8,
-        lr=3e-3,
-        weight_decay=1e-4,
-        patience=12,
-        clips_per_epoch=48,
-        model_overrides={"clip_len": 8},
-        exclude_classes=("flicker",),
-    )
+    config = dataclasses.replace(SMOKE_CONFIG, exclude_classes=("flicker",))
     result = fit(cache, tmp_path / "run", config)
     _, meta = load_checkpoint(result.best_checkpoint)
     assert meta.classes == ["real", "tint"]
