@@ -125,6 +125,22 @@ def test_identity_disjoint_split_keeps_people_on_one_side() -> None:
     assert identity_disjoint_split(videos, seed=3) == split
 
 
+def test_few_large_groups_still_fill_every_split() -> None:
+    """Four swap groups (as `fame synth build` makes from 13 people) give train, val and test."""
+    videos = [
+        LabelledVideo(Path(f"g{g}_{i}.mp4"), "x", (f"id{g}a", f"id{g}b"))
+        for g in range(4)
+        for i in range(50)
+    ]
+    for seed in range(5):
+        splits = [v.split for v in identity_disjoint_split(videos, seed=seed)]
+        assert {s: splits.count(s) for s in adapters.SPLITS} == {
+            "train": 100,
+            "val": 50,
+            "test": 50,
+        }
+
+
 def test_split_balances_many_independent_groups() -> None:
     videos = [LabelledVideo(Path(f"v{i}.mp4"), "x", (f"id{i}",)) for i in range(100)]
     counts = {s: 0 for s in adapters.SPLITS}

@@ -224,7 +224,9 @@ def identity_disjoint_split(
     """Sets ``group`` on every video and ``split`` on those without an official one.
 
     Whole identity groups go to train/val/test, each to the split furthest below its target
-    share of videos, in a seeded random order; no identity ends up in two splits.
+    share of videos, in a seeded random order; no identity ends up in two splits. When only as
+    many groups are left as splits are still empty, they go to the empty splits, so a dataset of
+    a few large groups still gets a validation and a test split.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions must be three non-negative shares summing to 1: {fractions}")
@@ -237,13 +239,15 @@ def identity_disjoint_split(
     counts = dict.fromkeys(SPLITS, 0)
     split_of: dict[str, str] = {}
     total = len(videos)
-    for group in order:
+    for position, group in enumerate(order):
         official = {videos[i].split for i in members[group]} - {None}
         if official:
             split_of[group] = sorted(s for s in official if s is not None)[0]
         else:
             deficits = {s: f * total - counts[s] for s, f in zip(SPLITS, fractions, strict=True)}
-            split_of[group] = max(SPLITS, key=lambda s: deficits[s])
+            empty = [s for s, f in zip(SPLITS, fractions, strict=True) if f > 0 and not counts[s]]
+            candidates = empty if empty and len(order) - position <= len(empty) else SPLITS
+            split_of[group] = max(candidates, key=lambda s: deficits[s])
         counts[split_of[group]] += len(members[group])
     return [
         dataclasses.replace(v, group=g, split=v.split or split_of[g])
