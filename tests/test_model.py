@@ -201,3 +201,22 @@ def test_param_count_and_flops_of_tiny_model() -> None:
     flops = flops_per_frame(config)
     wide = flops_per_frame(dataclasses.replace(config, width_mult=0.25))
     assert 0 < flops < wide
+
+
+def test_vgg19_block_cuts_with_and_without_batch_norm() -> None:
+    from fame.model import _block_ends, _scaled_vgg19_cfg
+
+    cfg = _scaled_vgg19_cfg(1.0)
+    assert _block_ends(cfg, batch_norm=False) == (4, 9, 18, 27, 36)  # torchvision vgg19
+    assert _block_ends(cfg, batch_norm=True) == (6, 13, 26, 39, 52)  # torchvision vgg19_bn
+
+
+def test_batch_norm_variant_taps_the_same_blocks() -> None:
+    config = build_config("fame_tiny", 3, batch_norm=True)
+    model = FAME(config)
+    stages = model.encoder.stages
+    assert any(isinstance(layer, torch.nn.BatchNorm2d) for layer in stages[0])
+    assert isinstance(stages[-1][-1], torch.nn.ReLU)  # each stage ends after its block's ReLU
+    x = torch.randn(2, config.clip_len, 3, config.img_size, config.img_size)
+    logits, attention = model(x)
+    assert logits.shape == (2, 3) and attention.shape == (2, config.clip_len)
