@@ -96,6 +96,10 @@ def attribute(videos: Path, model: Path) -> int:
             summary = f"{doc['status']:<10} {doc.get('label') or '-':<12}"
             if doc.get("confidence") is not None:
                 summary += f" confidence {doc['confidence']:.2f}"
+            if doc.get("manipulated") is not None:
+                summary += " MANIPULATED" if doc["manipulated"] else " not manipulated"
+            if doc.get("unknown_generator"):
+                summary += " (unknown generator)"
             print(f"{doc['video_id']:<24} {summary} tracks {len(doc['tracks'])}")
         else:
             print(f"{doc.get('video_id') or '?':<24} dead letter: {doc['error_code']}")
