@@ -88,21 +88,26 @@ def load_settings(args: argparse.Namespace) -> Settings:
     return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
 
 
-def _check_config(args: argparse.Namespace) -> int:
+def _valid_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings, or None after printing why they are invalid (exit status 2)."""
     try:
-        settings = load_settings(args)
+        return load_settings(args)
     except ValidationError as error:
         print(f"invalid configuration:\n{error}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _valid_settings(args)
+    if settings is None:
         return 2
     print(settings.model_dump_json(indent=2))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args)
-    except ValidationError as error:
-        print(f"invalid configuration:\n{error}", file=sys.stderr)
+    settings = _valid_settings(args)
+    if settings is None:
         return 2
     logs.configure(settings.log_level)
     from fame.errors import FameError

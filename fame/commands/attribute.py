@@ -12,6 +12,10 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas import AttributionVerdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -103,10 +107,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _summary(video: Path, verdict: object) -> str:
-    from schemas import AttributionVerdict
-
-    assert isinstance(verdict, AttributionVerdict)
+def _summary(video: Path, verdict: AttributionVerdict) -> str:
     if verdict.status == "failed" and verdict.error is not None:
         return f"{video.name}: failed [{verdict.error.code.value}] {verdict.error.message}"
     if verdict.status == "no_face":

@@ -121,6 +121,11 @@ def consumer_env(
     return env
 
 
+def keyed(events: list[dict[str, Any]]) -> list[tuple[str | None, bytes]]:
+    """Event payloads keyed by video id, as a producer of VideoEvents should send them."""
+    return [(e["video_id"], json.dumps(e).encode()) for e in events]
+
+
 def produce(bootstrap: str, topic: str, events: list[tuple[str | None, bytes]]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for key, value in events:

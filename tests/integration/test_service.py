@@ -20,6 +20,7 @@ from tests.integration.service_support import (
     at_least,
     consumer_env,
     covering,
+    keyed,
     never,
     produce,
     read_all,
@@ -57,7 +58,7 @@ def test_end_to_end_verdicts_segments_poison_and_health(
     topics = Topics.fresh(kafka_bootstrap)
     faces = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS]
     segmented = segment_events(segments, "segmented")
-    records = [(e["video_id"], json.dumps(e).encode()) for e in faces + segmented]
+    records = keyed(faces + segmented)
     records[2:2] = [(None, b"{oops"), ("x", json.dumps({"event_id": "no-fields"}).encode())]
     produce(kafka_bootstrap, topics.events, records)
 
@@ -112,9 +113,7 @@ def test_kill9_at_random_points_loses_nothing_and_duplicates_are_identical(
     names = [*FACE_VIDEOS, "driving_d0.mp4", "driving_d11.mp4"]
     events = [event(shared / "data" / "faces" / name) for name in names]
     ids = {e["event_id"] for e in events}
-    produce(
-        kafka_bootstrap, topics.events, [(e["video_id"], json.dumps(e).encode()) for e in events]
-    )
+    produce(kafka_bootstrap, topics.events, keyed(events))
     env = consumer_env(
         kafka_bootstrap, redis_url, topics, tiny_checkpoint, detector, [shared / "data"]
     )
@@ -150,9 +149,7 @@ def test_exactly_once_mode_commits_each_verdict_once_across_kill9(
     topics = Topics.fresh(kafka_bootstrap)
     events = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS]
     ids = {e["event_id"] for e in events}
-    produce(
-        kafka_bootstrap, topics.events, [(e["video_id"], json.dumps(e).encode()) for e in events]
-    )
+    produce(kafka_bootstrap, topics.events, keyed(events))
     env = consumer_env(
         kafka_bootstrap,
         redis_url,
@@ -197,14 +194,14 @@ def test_consumer_group_with_a_member_joining_mid_stream(
     produce(
         kafka_bootstrap,
         topics.events,
-        [(e["video_id"], json.dumps(e).encode()) for e in events[:4]],
+        keyed(events[:4]),
     )
     members[0].wait_for_log(r"verdict", timeout_s=120)
     third = ConsumerProcess(env, tmp_path / "c2.log").start()
     produce(
         kafka_bootstrap,
         topics.events,
-        [(e["video_id"], json.dumps(e).encode()) for e in events[4:]],
+        keyed(events[4:]),
     )
     verdicts = read_all(kafka_bootstrap, topics.verdicts, covering(ids), timeout_s=300)
     third.wait_for_log(r"assigned", timeout_s=60)
@@ -255,7 +252,7 @@ def test_redis_restarted_mid_run_loses_nothing(
         produce(
             kafka_bootstrap,
             topics.events,
-            [(e["video_id"], json.dumps(e).encode()) for e in events],
+            keyed(events),
         )
         consumer.wait_for_log(r"verdict ", timeout_s=120)
         redis_proc.terminate()
