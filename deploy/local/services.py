@@ -109,6 +109,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def spawn(name: str, command: list[str], log_path: Path) -> int:
+    """Start a service in its own session (it outlives this script) and record its pid."""
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (STATE / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
 def ensure_kafka_jars() -> None:
     """Copy the Kafka broker jars from Maven Central once; later runs reuse the cache."""
     marker = KAFKA_LIBS / ".complete"
@@ -214,16 +228,8 @@ def start_kafka(port: int, controller_port: int) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    out = open(kafka_dir / "stdout.log", "wb")  # noqa: SIM115 - handed to the daemon
-    process = subprocess.Popen(
-        [*jvm, "kafka.Kafka", str(props)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    (STATE / "kafka.pid").write_text(str(process.pid))
-    log(f"started Kafka (pid {process.pid}) on 127.0.0.1:{port}")
+    pid = spawn("kafka", [*jvm, "kafka.Kafka", str(props)], kafka_dir / "stdout.log")
+    log(f"started Kafka (pid {pid}) on 127.0.0.1:{port}")
 
 
 def wait_kafka_ready(bootstrap: str) -> None:
@@ -271,32 +277,25 @@ def start_redis(port: int) -> None:
     redis_dir = STATE / "redis"
     shutil.rmtree(redis_dir, ignore_errors=True)
     redis_dir.mkdir(parents=True)
-    out = open(redis_dir / "redis.log", "wb")  # noqa: SIM115 - handed to the daemon
-    process = subprocess.Popen(
-        [
-            server,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(redis_dir),
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    (STATE / "redis.pid").write_text(str(process.pid))
-    log(f"started redis-server (pid {process.pid}) on 127.0.0.1:{port}")
+    command = [
+        server,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(redis_dir),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+    pid = spawn("redis", command, redis_dir / "redis.log")
+    log(f"started redis-server (pid {pid}) on 127.0.0.1:{port}")
 
 
 def wait_redis_ready(url: str) -> None:
