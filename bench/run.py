@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
+from fame.faces.detector import shared_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -39,11 +40,6 @@ EVENT_VIDEOS = (
 GPU_MIN_FACE_FRAMES_PER_S = 20_000
 GPU_MIN_BATCHED_VS_BATCH1 = 10.0
 CPU_MIN_E2E_VS_FRONTEND = 0.5
-
-
-def shared_dir() -> Path:
-    """`$FAME_SHARED_DIR`, else ``../shared`` beside the repository root (tests use it too)."""
-    return Path(os.environ.get("FAME_SHARED_DIR", REPO_ROOT.parent / "shared")).resolve()
 
 
 def services_env() -> dict[str, str]:

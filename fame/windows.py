@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fame.faces.tracker import iou_matrix
+
 MAX_SALIENT = 16
 LINK_MIN_IOU = 0.3
 
@@ -105,21 +107,18 @@ class VideoState:
         return cls(**header, tracks=tracks)
 
 
-def iou(a: list[float] | NDArray[np.float32], b: list[float] | NDArray[np.float32]) -> float:
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def link_tracks(state: VideoState, first_boxes: list[NDArray[np.float32]]) -> list[int]:
     """Video-level track id for each new segment track: greedy best-IoU match against the
     previous segment's open tracks (their last box), else a fresh id."""
+    old_ids = list(state.tracks)
+    overlaps = iou_matrix(
+        np.asarray(first_boxes, np.float32).reshape(-1, 4),
+        np.asarray([state.tracks[tid].last_box for tid in old_ids], np.float32).reshape(-1, 4),
+    )
     candidates = [
-        (iou(track.last_box, box), new, tid)
-        for new, box in enumerate(first_boxes)
-        for tid, track in state.tracks.items()
+        (float(overlaps[new, k]), new, tid)
+        for new in range(len(first_boxes))
+        for k, tid in enumerate(old_ids)
     ]
     assigned: dict[int, int] = {}
     used: set[int] = set()
