@@ -30,12 +30,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import frontend
 from bench.stats import percentiles, ratio, shares
+from fame.precision import resolve_precision
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONSUMER = [sys.executable, "-m", "consumer.cli", "run"]
@@ -59,6 +61,8 @@ class EndToEndSettings:
     workers_total: int = 2
     load_timeout_s: float = 240.0
     compare_exactly_once: bool = True  # one more 1-consumer burst with FAME_EXACTLY_ONCE
+    # one more 1-consumer burst with FAME_PRECISION=fp32 where the engine's auto picks bf16
+    compare_fp32: bool = True
 
     def __post_init__(self) -> None:
         if self.burst_events < 1 or self.paced_events < 1:
@@ -70,7 +74,11 @@ class EndToEndSettings:
 
 
 QUICK_END_TO_END = EndToEndSettings(
-    burst_events=4, paced_events=3, paced_fractions=(0.5,), compare_exactly_once=False
+    burst_events=4,
+    paced_events=3,
+    paced_fractions=(0.5,),
+    compare_exactly_once=False,
+    compare_fp32=False,
 )
 
 
@@ -98,6 +106,10 @@ def run(
     """Front-end ceiling, then for each consumer count: burst and paced loads."""
     events = [videos[i % len(videos)] for i in range(settings.burst_events)]
     ceiling = frontend.ceiling(events, detector, settings.workers_total)
+    precision = resolve_precision(
+        "auto", torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    compare_fp32 = settings.compare_fp32 and precision != "fp32"
     runs = []
     with tempfile.TemporaryDirectory(prefix="fame-bench-") as tmp:
         work = Path(tmp)
@@ -120,9 +132,22 @@ def run(
                 work,
                 exactly_once=True,
             )
+        if compare_fp32:
+            fp32 = _run_consumers(
+                settings,
+                1,
+                videos,
+                detector,
+                checkpoint,
+                bootstrap,
+                redis_url,
+                work,
+                env_overrides={"FAME_PRECISION": "fp32"},
+            )
     first = runs[0]["loads"][0]
     result = {
         "model_name": settings.model_name,
+        "precision": precision,
         "videos": [p.name for p in videos],
         "frontend_ceiling": ceiling,
         "runs": runs,
@@ -133,6 +158,13 @@ def run(
         result["exactly_once"] = {
             "burst": burst,
             "events_per_s_vs_at_least_once": ratio(burst["events_per_s"], first["events_per_s"]),
+        }
+    if compare_fp32:
+        burst = fp32["loads"][0]
+        result["fp32"] = {
+            "burst": burst,
+            "metrics": fp32["metrics"],
+            "auto_events_per_s_vs_fp32": ratio(first["events_per_s"], burst["events_per_s"]),
         }
     return result
 
@@ -147,15 +179,18 @@ def _run_consumers(
     redis_url: str,
     work: Path,
     exactly_once: bool = False,
+    env_overrides: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Burst (and, for one consumer in at-least-once mode, paced) loads on fresh topics. In the
-    exactly-once mode verdicts are read with read_committed: latency includes the commit."""
+    """Burst (and, for one consumer in the default configuration, paced) loads on fresh topics.
+    In the exactly-once mode verdicts are read with read_committed: latency includes the commit.
+    ``env_overrides`` are extra ``FAME_*`` settings for a comparison run (burst only)."""
     partitions = max(settings.consumer_counts)
     topics = _fresh_topics(bootstrap, partitions)
     workers = max(1, settings.workers_total // count)
     env = _consumer_env(bootstrap, redis_url, topics, checkpoint, detector, videos, workers)
     if exactly_once:
         env |= {"FAME_EXACTLY_ONCE": "true", "FAME_TRANSACTIONAL_ID": f"tx-{topics['group']}"}
+    env |= env_overrides or {}
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     collector = _VerdictCollector(
         bootstrap,
@@ -174,7 +209,7 @@ def _run_consumers(
             load = _Load(producer, topics, collector, videos, partitions, settings.load_timeout_s)
             loads = [load.run(settings.burst_events, interval_s=0.0)]
             max_rate = loads[0]["events_per_s"]
-            paced_runs = count == 1 and max_rate > 0 and not exactly_once
+            paced_runs = count == 1 and max_rate > 0 and not exactly_once and not env_overrides
             for fraction in settings.paced_fractions if paced_runs else ():
                 paced = load.run(settings.paced_events, interval_s=1.0 / (fraction * max_rate))
                 paced["offered_fraction_of_max"] = fraction

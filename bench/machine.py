@@ -112,9 +112,6 @@ def peak_flops(dev: torch.device, quick: bool) -> dict[str, Any]:
 
 
 def machine_info(command: list[str]) -> dict[str, Any]:
-    import av
-    import onnxruntime
-
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
@@ -123,12 +120,20 @@ def machine_info(command: list[str]) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "onnxruntime": onnxruntime.__version__,
-        "onnxruntime_providers": onnxruntime.get_available_providers(),
-        "pyav": av.__version__,
         "cuda": torch.cuda.is_available(),
         "command": " ".join(command),
     }
+    try:  # the media stack is absent on a bare GPU image, where only the model section runs
+        import av
+        import onnxruntime
+
+        info |= {
+            "onnxruntime": onnxruntime.__version__,
+            "onnxruntime_providers": onnxruntime.get_available_providers(),
+            "pyav": av.__version__,
+        }
+    except ImportError as error:
+        info["missing"] = str(error)
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda_version"] = torch.version.cuda

@@ -3,8 +3,9 @@
 Inputs are normalised float tensors already on the device, so the numbers are the model's own
 (host decode, crops and transfers are the front end's and the end-to-end benchmark's). The
 batched path is the one `fame.inference.InferenceEngine` runs: ``embed_frames`` over all frames
-of the batch (channels-last), then ``classify_embeddings`` over the windows; on CUDA it adds bf16
-autocast and, where it compiles, ``torch.compile`` of the encoder with CUDA graphs.
+of the batch (channels-last), then ``classify_embeddings`` over the windows; where the engine's
+``auto`` precision picks bf16 (CUDA, CPUs with native bf16) it adds the bf16-autocast variant, and
+on CUDA, where it compiles, ``torch.compile`` of the encoder with CUDA graphs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from bench.machine import synchronize
 from bench.stats import median, ratio, time_calls
 from fame.model import FAME, FAMEConfig, build_config, flops_per_frame
+from fame.precision import resolve_precision
 
 NUM_CLASSES = 6
 
@@ -109,10 +111,9 @@ def _variants(
         memory_format=torch.channels_last
     )
     yield f"batched{b}_fp32_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=False)
-    if dev.type != "cuda":
-        return
-    yield f"batched{b}_bf16_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=True)
-    if not settings.compile:
+    if resolve_precision("auto", dev) == "bf16":  # what the engine runs here by default
+        yield f"batched{b}_bf16_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=True)
+    if dev.type != "cuda" or not settings.compile:
         return
     name = f"batched{b}_bf16_channels_last_compiled_cudagraphs"
     compiled = _channels_last_copy(model)
@@ -197,8 +198,9 @@ def _reuse(
 def _scaling(
     config: FAMEConfig, settings: ModelBenchSettings, dev: torch.device
 ) -> list[dict[str, Any]]:
-    """Cost of one clip (the batched path; bf16 on CUDA) as T grows at the default crop, and as
-    the crop grows at the default T: FLOPs from the counter, seconds measured."""
+    """Cost of one clip (the batched path, in the engine's auto precision) as T grows at the
+    default crop, and as the crop grows at the default T: FLOPs from the counter, seconds
+    measured."""
     rows: list[dict[str, Any]] = []
     shapes = [(t, config.img_size) for t in settings.clip_lens] + [
         (config.clip_len, s) for s in settings.crop_sizes_px if s != config.img_size
@@ -209,7 +211,9 @@ def _scaling(
         frames = torch.randn(clip_len, 3, size, size, device=dev).contiguous(
             memory_format=torch.channels_last
         )
-        step = _batched(model, frames, 1, clip_len, dev, bf16=dev.type == "cuda")
+        step = _batched(
+            model, frames, 1, clip_len, dev, bf16=resolve_precision("auto", dev) == "bf16"
+        )
         seconds = median(time_calls(step, settings.scaling_repeats))
         rows.append(
             {

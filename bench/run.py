@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine
-from fame.faces.detector import shared_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
@@ -76,12 +75,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data = shared_dir() / "data"
-    detector = args.detector or shared_dir() / "models" / "scrfd_500m_bnkps.onnx"
-    needs_media = {"frontend", "e2e"} & set(args.only)
-    if needs_media and not (data.is_dir() and Path(detector).is_file()):
-        print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
-        return 2
+    data, detector = Path(), Path()
+    if {"frontend", "e2e"} & set(args.only):
+        # Only the media sections load the face stack: `--only model` needs torch alone, which
+        # is all a bare GPU image may have.
+        from fame.faces.detector import shared_dir
+
+        data = shared_dir() / "data"
+        detector = Path(args.detector or shared_dir() / "models" / "scrfd_500m_bnkps.onnx")
+        if not (data.is_dir() and detector.is_file()):
+            print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
+            return 2
     dev = machine.device()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import frontend
 
         videos = [data / v for v in FRONTEND_VIDEOS[: 2 if args.quick else None]]
-        results["frontend"] = frontend.run(videos, Path(detector))
+        results["frontend"] = frontend.run(videos, detector)
     if "e2e" in args.only or "redis" in args.only:
         services = services_env()
         needed = ("FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL")
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         results["e2e"] = end_to_end.run(
             e2e,
             [data / v for v in EVENT_VIDEOS],
-            Path(detector),
+            detector,
             services["FAME_KAFKA_BOOTSTRAP_SERVERS"],
             services["FAME_REDIS_URL"],
         )
@@ -261,6 +265,13 @@ def summary(results: dict[str, Any]) -> str:
                 f"{eos['burst']['events_per_s']:.3f} events/s "
                 f"({eos['events_per_s_vs_at_least_once']:.2f}x at-least-once), "
                 f"p50/p95 {lat['p50']:.1f}/{lat['p95']:.1f} s"
+            )
+        if "fp32" in e:
+            fp32 = e["fp32"]
+            lines.append(
+                f"  precision {e['precision']} (auto) vs FAME_PRECISION=fp32, burst: "
+                f"{fp32['burst']['events_per_s']:.3f} events/s in fp32, "
+                f"auto is {fp32['auto_events_per_s_vs_fp32']:.2f}x"
             )
     if "redis" in results:
         r = results["redis"]

@@ -78,13 +78,6 @@ class Service:
                 f"{meta.clip_len}: frames between windows would never be scored"
             )
         identity = ModelIdentity.from_meta(meta)
-        log.info(
-            "model %s %s on %s, classes %s",
-            identity.name,
-            identity.version,
-            device,
-            list(identity.classes),
-        )
         self.engine = InferenceEngine(
             model,
             meta,
@@ -92,6 +85,15 @@ class Service:
             settings.max_batch,
             settings.max_wait_ms,
             observer=self.metrics.observe_batch,
+            precision=settings.precision,
+        )
+        log.info(
+            "model %s %s on %s (%s), classes %s",
+            identity.name,
+            identity.version,
+            device,
+            self.engine.precision,
+            list(identity.classes),
         )
         self.frontend = FrontEndPool(
             frontend_config(settings),

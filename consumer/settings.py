@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(8, ge=1, le=1024)
     max_batch: int = Field(64, ge=1, le=4096, description="windows per model call")
     max_wait_ms: float = Field(10.0, ge=0, le=1000)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="model precision: auto = bf16 on CUDA and bf16-capable CPUs"
+    )
     max_attempts: int = Field(4, ge=1, le=20)
     retry_base_ms: float = Field(200.0, gt=0)
     retry_max_ms: float = Field(10_000.0, gt=0)

@@ -26,6 +26,7 @@ from fame.checkpoint import CheckpointMeta
 from fame.data.cache import TrackRecord, TrackStore
 from fame.data.clips import SlidingWindowClips, to_model_input
 from fame.model import FAME
+from fame.precision import Precision, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,22 @@ def predict_windows(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    precision: Precision = "auto",
 ) -> WindowPredictions:
+    """Every window's probabilities and attention, in the precision the service would use."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     rows: list[tuple[torch.Tensor, ...]] = []
-    use_bf16 = torch.device(device).type == "cuda"
+    device = torch.device(device)
+    use_bf16 = resolve_precision(precision, device) == "bf16"
     for crops, mask, labels, tracks, frames in tqdm(
         loader, disable=not progress, unit="batch", desc="predict", leave=False
     ):
         x = to_model_input(model, crops.to(device))
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        with (
+            torch.inference_mode(),
+            torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16),
+        ):
             logits, attention = model(x, mask.to(device))
         probs = torch.softmax(logits.float(), dim=1)
         rows.append((probs.cpu(), labels, tracks, frames, attention.float().cpu()))
@@ -159,6 +166,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     figures_dir: str | Path | None = None,
     progress: bool = True,
+    precision: Precision = "auto",
 ) -> dict[str, Any]:
     """The JSON report; with ``figures_dir``, confusion-matrix PNGs are written there."""
     if not records:
@@ -168,7 +176,7 @@ def evaluate(
     stride_frames = stride or max(1, clip_len // 2)
     dataset = SlidingWindowClips(records, TrackStore(cache_dir), classes, clip_len, stride_frames)
     windows = predict_windows(
-        model, dataset, batch_size=batch_size, device=device, progress=progress
+        model, dataset, batch_size=batch_size, device=device, progress=progress, precision=precision
     )
     tracks = windows.track_probs(len(records))
     video = video_results(records, tracks, classes, meta.unknown_threshold)
@@ -177,6 +185,7 @@ def evaluate(
         "model_name": meta.model_name,
         "classes": list(classes),
         "stride_frames": stride_frames,
+        "precision": resolve_precision(precision, torch.device(device)),
         **_level_reports(windows, video, records, classes),
         "by_crf": {},
     }
@@ -222,6 +231,7 @@ def open_set_report(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    precision: Precision = "auto",
 ) -> dict[str, Any]:
     """How well the unknown-generator score separates videos of a generator the model never saw
     (`held_out`, positives) from videos of the generators it knows (negatives).
@@ -247,7 +257,7 @@ def open_set_report(
         scored, TrackStore(cache_dir), classes, clip_len, stride or max(1, clip_len // 2)
     )
     windows = predict_windows(
-        model, dataset, batch_size=batch_size, device=device, progress=progress
+        model, dataset, batch_size=batch_size, device=device, progress=progress, precision=precision
     )
     video = video_results(scored, windows.track_probs(len(scored)), classes, meta.unknown_threshold)
     original = {r.video: (r.label, r.crf) for r in fakes}

@@ -6,7 +6,8 @@ thread gathers the requests of all in-flight videos into batches (up to `max_bat
 empty), runs the model, and hands each caller its slice. Under load the queue is never empty, so
 batches fill without waiting; when idle a lone request waits at most `max_wait_ms`. Each frame is
 embedded once: windows reuse the per-frame embeddings (`FAME.embed_frames` /
-`FAME.classify_embeddings`). CUDA runs bf16 autocast with channels-last; CPU runs fp32.
+`FAME.classify_embeddings`). Inputs are channels-last; the precision follows `fame.precision`
+(bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fame.checkpoint import CheckpointMeta
 from fame.data.clips import to_model_input
 from fame.errors import FameError
 from fame.model import FAME
+from fame.precision import Precision, resolve_precision
 from schemas.errors import ErrorCode
 
 
@@ -52,6 +54,7 @@ class InferenceEngine:
         max_batch: int = 64,
         max_wait_ms: float = 10.0,
         observer: BatchObserver | None = None,
+        precision: Precision = "auto",
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -62,10 +65,8 @@ class InferenceEngine:
         self.max_frames = max_batch * meta.clip_len
         self.max_wait_s = max_wait_ms / 1000.0
         self._observer = observer
-        self._cuda = self.device.type == "cuda"
-        self.model = model.to(self.device).eval()
-        if self._cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = resolve_precision(precision, self.device)
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="fame-engine", daemon=True)
         self._thread.start()
@@ -144,7 +145,9 @@ class InferenceEngine:
         try:
             with (
                 torch.inference_mode(),
-                torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._cuda),
+                torch.autocast(
+                    self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+                ),
             ):
                 outputs: list[Any]
                 if kind == "embed":
@@ -166,8 +169,7 @@ class InferenceEngine:
         crops = torch.from_numpy(np.concatenate([r.payload[0] for r in batch]))
         # the same normalisation and resize as training (crops come at the cache's size)
         x = to_model_input(self.model, crops.to(self.device, non_blocking=True)[None])[0]
-        if self._cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         embeddings = self.model.embed_frames(x).float().cpu().numpy()
         return _split(embeddings, [r.items for r in batch])
 

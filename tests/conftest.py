@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import REPO_ROOT, services_env, shared_dir
+from bench.run import REPO_ROOT, services_env
+from fame.faces.detector import shared_dir
 
 __all__ = ["REPO_ROOT", "shared_dir"]
 

@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument("--target-fps", type=float, default=8.0, help="sampled frames per second")
     parser.add_argument("--stride", type=int, default=None, help="window stride (default T/2)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="model precision (auto: bf16 on CUDA and on CPUs with native bf16)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON verdict per line")
     parser.set_defaults(func=run)
 
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     identity = ModelIdentity.from_meta(meta)
     stride = args.stride or max(1, meta.clip_len // 2)
-    engine = InferenceEngine(model, meta, device)
+    engine = InferenceEngine(model, meta, device, precision=args.precision)
     roots = tuple({video.resolve().parent for video in args.videos})
     frontend = FrontEnd(
         FrontEndConfig(

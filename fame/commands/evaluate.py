@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="as the service's FAME_PRECISION (auto: bf16 on CUDA and on CPUs with native bf16)",
+    )
+    parser.add_argument(
         "--held-out-class",
         metavar="CLASS",
         help=(
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
         figures_dir=report_path.parent,
+        precision=args.precision,
     )
     report["split"] = args.split
     if args.held_out_class:
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride,
             batch_size=args.batch_size,
             device=device,
+            precision=args.precision,
         )
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2))
