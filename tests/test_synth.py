@@ -212,3 +212,15 @@ def test_swap_groups_partition_identities_and_pairs_stay_inside_them() -> None:
     group_of = {i: n for n, g in enumerate(groups) for i in g}
     assert pairs and all(group_of[p.source] == group_of[p.target] for p in pairs)
     assert all(p.source != p.target for p in pairs)
+
+
+def test_too_many_swap_groups_are_refused_before_any_work(tmp_path: Path) -> None:
+    """Instance seeds stay unique only up to MAX_SWAP_GROUPS groups: refuse more, up front."""
+    from fame.synth.build import MAX_SWAP_GROUPS, SynthBuilder
+
+    people = 3 * (MAX_SWAP_GROUPS + 1)
+    for i in range(people):
+        (tmp_path / f"person{i:03d}.mp4").write_bytes(b"")  # never opened: refused first
+    builder = SynthBuilder(tmp_path, tmp_path / "out", PRESETS["small"], 1, detector=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="swap groups, more than 50: use --identities"):
+        builder.run()

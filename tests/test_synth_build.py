@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -98,9 +99,13 @@ def test_videos_decode_and_manifest_hashes_match(build: BuildResult) -> None:
     assert manifest["seed"] == SEED and manifest["preset"]["name"] == "tiny"
     assert set(manifest["identities"]) == {"id00", "id01"}
     for name, log in manifest["generators"].items():
-        assert len(log["epoch_losses"]) == PRESETS["tiny"].train_steps, name
-        assert all(np.isfinite(log["epoch_losses"]))
-    assert len({log["parameters"] for log in manifest["generators"].values()}) == 5
+        # two people make one swap group: one instance of each architecture
+        (instance,) = log["instances"]
+        assert instance["group"] == ["id00", "id01"], name
+        assert len(instance["epoch_losses"]) == PRESETS["tiny"].train_steps, name
+        assert all(np.isfinite(instance["epoch_losses"]))
+    sizes = {log["instances"][0]["parameters"] for log in manifest["generators"].values()}
+    assert len(sizes) == 5
 
 
 def test_two_builds_with_one_seed_are_identical(build: BuildResult, cli_build: Path) -> None:
@@ -148,3 +153,28 @@ def test_preview_grid_has_a_column_per_class(build: BuildResult, tmp_path: Path)
     grid = sample_grid(build.out, crf=0, rows=2, tile_px=64)
     assert grid.shape[1] == 64 * len(COLUMNS)
     assert grid.shape[0] > 2 * 64
+
+
+def test_every_swap_group_gets_its_own_generator_instance(shared: Path, tmp_path: Path) -> None:
+    """Four people in groups of two: two faceswap instances, each trained on its group alone
+    (its own seed, two decoders) and rendering only that group's swaps."""
+    preset = dataclasses.replace(PRESETS["tiny"], sources_per_target=1, frames_per_scene=6)
+    result = SynthBuilder(
+        shared / "data" / "faces",
+        tmp_path,
+        preset,
+        SEED,
+        load_detector(_detector_path(shared), allow_fallback=False),
+        generators=("faceswap",),
+        identities=4,
+    ).run()
+    instances = result.manifest["generators"]["faceswap"]["instances"]
+    assert [i["group"] for i in instances] == [["id00", "id01"], ["id02", "id03"]]
+    assert len({i["seed"] for i in instances}) == 2
+    assert instances[0]["parameters"] == instances[1]["parameters"]  # two decoders each
+    fakes = {
+        (info["source"], info["target"])
+        for info in result.manifest["files"].values()
+        if info["label"] == "faceswap"
+    }
+    assert fakes == {("id01", "id00"), ("id00", "id01"), ("id03", "id02"), ("id02", "id03")}

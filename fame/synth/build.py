@@ -7,7 +7,10 @@
 
 Identities are numbered ``id00``, ``id01``, ... in the sorted order of the input file names. The
 pipeline around the networks (`aligned`, `compositing`, `encode`) is the same for every
-generator; only the network from `generators` changes.
+generator; only the network from `generators` changes. Each swap group gets its own instance of
+every architecture, trained on that group's people alone (as DFDM trained one model per swap):
+a test split of other groups then holds both unseen people and unseen generator instances, and
+training sees several instances per architecture.
 """
 
 from __future__ import annotations
@@ -29,15 +32,16 @@ from fame.faces.detector import FaceDetector
 from fame.synth.aligned import AlignedVideo, align_video
 from fame.synth.compositing import face_mask, match_colour, paste_face
 from fame.synth.encode import sha256_of, write_h264
-from fame.synth.generators import GENERATOR_NAMES, FaceSwapModel, build_generator
+from fame.synth.generators import GENERATOR_NAMES, FaceSwapModel, build_generator, scaled_spec
 from fame.synth.presets import CRF_LEVELS, SynthPreset
 from fame.synth.training import render_identity, train_generator
 
 REAL_MODEL = "real"
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "fame-synth/1"
+MANIFEST_FORMAT = "fame-synth/2"  # 2: one generator instance per swap group
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 MIN_FACE_FRAMES = 4
+MAX_SWAP_GROUPS = 50  # instance seeds are seed * 1000 + 50 * generator + group: unique below this
 
 
 @dataclass(frozen=True)
@@ -189,9 +193,10 @@ class SynthBuilder:
         pairs = plan_pairs(identities, self.preset)
         with self._timed("encode_real"):
             self._encode_real(identities, pairs)
+        groups = swap_groups(len(identities), self.preset.sources_per_target + 1)
         generator_logs = {}
         for index, name in enumerate(self.generators):
-            generator_logs[name] = self._build_generator(index, name, identities, pairs)
+            generator_logs[name] = self._build_generator(index, name, identities, pairs, groups)
         self.timings_s["total"] = time.perf_counter() - started
         self.cpu_s["total"] = time.process_time() - started_cpu
         manifest = self._manifest(identities, pairs, generator_logs)
@@ -201,6 +206,12 @@ class SynthBuilder:
     def _align_identities(self) -> list[Identity]:
         identities = []
         videos = list_face_videos(self.faces_dir, self.identity_limit)
+        groups = swap_groups(len(videos), self.preset.sources_per_target + 1)
+        if len(groups) > MAX_SWAP_GROUPS:
+            raise ValueError(
+                f"{len(videos)} identities make {len(groups)} swap groups, more than "
+                f"{MAX_SWAP_GROUPS}: use --identities to build from fewer people"
+            )
         for index, path in enumerate(tqdm(videos, desc="detect+align", unit="video")):
             aligned = align_video(path, self.detector, self.max_frames, self.preset.max_side_px)
             if int(aligned.has_face.sum()) < MIN_FACE_FRAMES:
@@ -224,46 +235,82 @@ class SynthBuilder:
         name: str,
         identities: list[Identity],
         pairs: list[Pair],
+        groups: list[list[int]],
     ) -> dict[str, Any]:
-        generator_seed = self.seed * 1000 + index
-        with deterministic_torch(generator_seed, self.preset.torch_threads):
-            model = build_generator(name, len(identities), self.preset.width_divisor)
-            rng = np.random.default_rng(generator_seed)
-            faces = [identity.aligned.face_crops for identity in identities]
+        """One instance of architecture ``name`` per swap group: train, render, encode."""
+        instances = [
+            self._build_instance(index, name, group_index, group, identities, pairs)
+            for group_index, group in enumerate(groups)
+        ]
+        spec = scaled_spec(name, self.preset.width_divisor)
+        return {
+            "input_px": spec.input_px,
+            "output_px": spec.output_px,
+            "spec": {k: v for k, v in vars(spec).items() if k != "name"},
+            "train_steps": self.preset.train_steps,
+            "instances": instances,
+        }
+
+    def _build_instance(
+        self,
+        index: int,
+        name: str,
+        group_index: int,
+        group: list[int],
+        identities: list[Identity],
+        pairs: list[Pair],
+    ) -> dict[str, Any]:
+        """Seeds are ``seed * 1000 + 50 * generator + group``: every instance draws its own."""
+        instance_seed = self.seed * 1000 + 50 * index + group_index
+        with deterministic_torch(instance_seed, self.preset.torch_threads):
+            model = build_generator(name, len(group), self.preset.width_divisor)
+            rng = np.random.default_rng(instance_seed)
+            faces = [identities[i].aligned.face_crops for i in group]
             with self._timed(f"train_{name}"):
                 log = train_generator(model, faces, self.preset, rng, self.device)
+            members = set(group)
             with self._timed(f"render_encode_{name}"):
-                self._render(model, name, identities, pairs)
+                self._render(
+                    model,
+                    name,
+                    identities,
+                    [p for p in pairs if p.target in members],
+                    {identity: local for local, identity in enumerate(group)},
+                )
         return {
-            "seed": generator_seed,
+            "group": [identity_name(i) for i in group],
+            "seed": instance_seed,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "input_px": model.input_px,
-            "output_px": model.output_px,
-            "spec": {k: v for k, v in vars(model.spec).items() if k != "name"},
-            "train_steps": log.steps,
             "epoch_losses": log.epoch_losses,
         }
 
     def _render(
-        self, model: FaceSwapModel, name: str, identities: list[Identity], pairs: list[Pair]
+        self,
+        model: FaceSwapModel,
+        name: str,
+        identities: list[Identity],
+        pairs: list[Pair],
+        local: dict[int, int],
     ) -> None:
+        """``local`` maps a global identity index to its decoder in this group's ``model``."""
         swapped: dict[tuple[int, int], np.ndarray] = {}
         for pair in tqdm(pairs, desc=f"render {name}", unit="video"):
             key = (pair.source, pair.target)
             if key not in swapped:
                 crops = identities[pair.target].aligned.crops
-                swapped[key] = render_identity(model, crops, pair.source, self.device)
+                swapped[key] = render_identity(model, crops, local[pair.source], self.device)
             self._encode(pair, name, render_pair(identities, pair, swapped[key]))
 
     @contextlib.contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
-        """Wall and process CPU seconds per stage (CPU time extrapolates on a shared machine)."""
+        """Wall and process CPU seconds per stage, summed over repeats (the per-group instances);
+        CPU time extrapolates on a shared machine."""
         started, started_cpu = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
-            self.timings_s[stage] = time.perf_counter() - started
-            self.cpu_s[stage] = time.process_time() - started_cpu
+            self.timings_s[stage] = self.timings_s.get(stage, 0.0) + time.perf_counter() - started
+            self.cpu_s[stage] = self.cpu_s.get(stage, 0.0) + time.process_time() - started_cpu
 
     def _encode(self, pair: Pair, model: str, frames: list[np.ndarray]) -> None:
         fps = self.identities[pair.target].aligned.fps

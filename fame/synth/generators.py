@@ -211,7 +211,10 @@ class IntermediateAutoencoder(FaceSwapModel):
 # --------------------------------------------------------------------------- builder
 
 
-def _scaled(spec: GeneratorSpec, width_divisor: int) -> GeneratorSpec:
+def scaled_spec(name: str, width_divisor: int) -> GeneratorSpec:
+    """Architecture ``name`` with every channel count divided by ``width_divisor``."""
+    spec = SPECS[name]
+
     def div(channels: int) -> int:
         return max(_MIN_CHANNELS, channels // width_divisor)
 
@@ -237,7 +240,7 @@ def build_generator(name: str, identities: int, width_divisor: int = 1) -> FaceS
         raise ValueError(f"a face swap needs at least 2 identities, got {identities}")
     if width_divisor < 1:
         raise ValueError(f"width_divisor must be >= 1, got {width_divisor}")
-    spec = _scaled(SPECS[name], width_divisor)
+    spec = scaled_spec(name, width_divisor)
     if spec.shared_intermediate:
         return IntermediateAutoencoder(spec, identities)
     return SharedEncoderAutoencoder(spec, identities)
