@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from prometheus_client import generate_latest
@@ -111,3 +112,21 @@ def test_cli_writes_results_and_prints_targets(
     assert saved["machine"]["torch"] == torch.__version__
     assert saved["redis"]["rows"][0]["tracks"] == 1
     assert "target <= 32 KiB/track" in capsys.readouterr().out
+
+
+def test_synth_separability_probe_runs_and_scores_every_condition() -> None:
+    """One training step on noise faces: the probe's plumbing (train, render, windows, fit),
+    not its numbers."""
+    from bench.synth_separability import run as run_probe
+
+    rng = np.random.default_rng(0)
+    faces = [rng.integers(0, 255, (20, 128, 128, 3), dtype=np.uint8) for _ in range(4)]
+    (row,) = run_probe([1], 1e-3, faces)
+    assert row["steps"] == 1
+    assert set(row["accuracy"]) == {
+        "same_instance_same_people",
+        "same_instance_new_people",
+        "new_instance_new_people",
+    }
+    assert all(0.0 <= v <= 1.0 for v in row["accuracy"].values())
+    assert len(row["final_loss"]) == 6  # three architectures x two instances
