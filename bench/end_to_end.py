@@ -30,12 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import torch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import frontend
+from bench import frontend, machine
 from bench.stats import percentiles, ratio, shares
 from fame.precision import resolve_precision
 
@@ -106,44 +105,22 @@ def run(
     """Front-end ceiling, then for each consumer count: burst and paced loads."""
     events = [videos[i % len(videos)] for i in range(settings.burst_events)]
     ceiling = frontend.ceiling(events, detector, settings.workers_total)
-    precision = resolve_precision(
-        "auto", torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    precision = resolve_precision("auto", machine.device())
     compare_fp32 = settings.compare_fp32 and precision != "fp32"
-    runs = []
     with tempfile.TemporaryDirectory(prefix="fame-bench-") as tmp:
         work = Path(tmp)
         checkpoint = make_checkpoint(work, settings.model_name)
-        for count in settings.consumer_counts:
-            runs.append(
-                _run_consumers(
-                    settings, count, videos, detector, checkpoint, bootstrap, redis_url, work
-                )
+
+        def consumers(count: int, **mode: Any) -> dict[str, Any]:
+            return _run_consumers(
+                settings, count, videos, detector, checkpoint, bootstrap, redis_url, work, **mode
             )
+
+        runs = [consumers(count) for count in settings.consumer_counts]
         if settings.compare_exactly_once:
-            eos = _run_consumers(
-                settings,
-                1,
-                videos,
-                detector,
-                checkpoint,
-                bootstrap,
-                redis_url,
-                work,
-                exactly_once=True,
-            )
+            eos = consumers(1, exactly_once=True)
         if compare_fp32:
-            fp32 = _run_consumers(
-                settings,
-                1,
-                videos,
-                detector,
-                checkpoint,
-                bootstrap,
-                redis_url,
-                work,
-                env_overrides={"FAME_PRECISION": "fp32"},
-            )
+            fp32 = consumers(1, env_overrides={"FAME_PRECISION": "fp32"})
     first = runs[0]["loads"][0]
     result = {
         "model_name": settings.model_name,
