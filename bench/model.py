@@ -38,9 +38,19 @@ class ModelBenchSettings:
     crop_sizes_px: tuple[int, ...] = (64, 112, 160)
     scaling_repeats: int = 2
     compile: bool = True  # only tried on CUDA: minutes of compile time on a small CPU
+    # A GPU is launch-bound at 8 clips (128 face crops): on CUDA the bf16 path is also timed at
+    # these batch sizes, the compiled variant at the largest, and scaling at `cuda_scaling_clips`.
+    cuda_batch_clips: tuple[int, ...] = (32, 128, 256)
+    cuda_scaling_clips: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("batch_clips", "repeats", "reuse_track_frames", "scaling_repeats"):
+        for name in (
+            "batch_clips",
+            "repeats",
+            "reuse_track_frames",
+            "scaling_repeats",
+            "cuda_scaling_clips",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -113,8 +123,23 @@ def _variants(
     yield f"batched{b}_fp32_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=False)
     if resolve_precision("auto", dev) == "bf16":  # what the engine runs here by default
         yield f"batched{b}_bf16_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=True)
-    if dev.type != "cuda" or not settings.compile:
+    if dev.type != "cuda":
         return
+    for big in settings.cuda_batch_clips:
+        big_frames = torch.randn(big * t, 3, size, size, device=dev).contiguous(
+            memory_format=torch.channels_last
+        )
+        yield (
+            f"batched{big}_bf16_channels_last",
+            big,
+            _batched(cl_model, big_frames, big, t, dev, bf16=True),
+        )
+    if not settings.compile:
+        return
+    b = max((b, *settings.cuda_batch_clips))
+    frames = torch.randn(b * t, 3, size, size, device=dev).contiguous(
+        memory_format=torch.channels_last
+    )
     name = f"batched{b}_bf16_channels_last_compiled_cudagraphs"
     compiled = _channels_last_copy(model)
     try:
@@ -200,7 +225,9 @@ def _scaling(
 ) -> list[dict[str, Any]]:
     """Cost of one clip (the batched path, in the engine's auto precision) as T grows at the
     default crop, and as the crop grows at the default T: FLOPs from the counter, seconds
-    measured."""
+    measured. One clip per call on a CPU; `cuda_scaling_clips` per call on a GPU, which one
+    clip leaves launch-bound."""
+    clips = settings.cuda_scaling_clips if dev.type == "cuda" else 1
     rows: list[dict[str, Any]] = []
     shapes = [(t, config.img_size) for t in settings.clip_lens] + [
         (config.clip_len, s) for s in settings.crop_sizes_px if s != config.img_size
@@ -208,17 +235,18 @@ def _scaling(
     for clip_len, size in shapes:
         variant = dataclasses.replace(config, clip_len=clip_len, img_size=size)
         model = FAME(variant).to(dev).eval().to(memory_format=torch.channels_last)
-        frames = torch.randn(clip_len, 3, size, size, device=dev).contiguous(
+        frames = torch.randn(clips * clip_len, 3, size, size, device=dev).contiguous(
             memory_format=torch.channels_last
         )
         step = _batched(
-            model, frames, 1, clip_len, dev, bf16=resolve_precision("auto", dev) == "bf16"
+            model, frames, clips, clip_len, dev, bf16=resolve_precision("auto", dev) == "bf16"
         )
-        seconds = median(time_calls(step, settings.scaling_repeats))
+        seconds = median(time_calls(step, settings.scaling_repeats)) / clips
         rows.append(
             {
                 "clip_len": clip_len,
                 "img_size": size,
+                "clips_per_call": clips,
                 "gflops_per_clip": flops_per_frame(variant) * clip_len / 1e9,
                 "ms_per_clip": seconds * 1000,
                 "face_frames_per_s": clip_len / seconds,

@@ -115,18 +115,31 @@ def test_cli_writes_results_and_prints_targets(
 
 
 def test_synth_separability_probe_runs_and_scores_every_condition() -> None:
-    """One training step on noise faces: the probe's plumbing (train, render, windows, fit),
-    not its numbers."""
+    """One training step on noise faces: the probe's plumbing (train, render, windows, fit, one
+    score per fitted instance count on the held-out instances), not its numbers."""
     from bench.synth_separability import run as run_probe
 
     rng = np.random.default_rng(0)
     faces = [rng.integers(0, 255, (20, 128, 128, 3), dtype=np.uint8) for _ in range(4)]
-    (row,) = run_probe([1], 1e-3, faces)
+    (row,) = run_probe([1], 1e-3, faces, instances=3, fit_instances=(1, 2))
     assert row["steps"] == 1
-    assert set(row["accuracy"]) == {
-        "same_instance_same_people",
-        "same_instance_new_people",
-        "new_instance_new_people",
-    }
-    assert all(0.0 <= v <= 1.0 for v in row["accuracy"].values())
-    assert len(row["final_loss"]) == 6  # three architectures x two instances
+    assert row["held_out_instances"] == [2]
+    assert [f["fit_instances"] for f in row["fits"]] == [1, 2]
+    for fit in row["fits"]:
+        assert set(fit["accuracy"]) == {
+            "same_instance_same_people",
+            "same_instance_new_people",
+            "new_instance_new_people",
+        }
+        assert all(0.0 <= v <= 1.0 for v in fit["accuracy"].values())
+        assert set(fit["new_instance_recall"]) == {"faceswap", "lightweight", "iae"}
+    assert row["fits"][1]["fit_windows"] == 2 * row["fits"][0]["fit_windows"]
+    assert len(row["final_loss"]) == 9  # three architectures x three instances
+
+
+def test_synth_separability_probe_refuses_fits_without_held_out_instances() -> None:
+    from bench.synth_separability import run as run_probe
+
+    faces = [np.zeros((20, 128, 128, 3), dtype=np.uint8) for _ in range(4)]
+    with pytest.raises(ValueError, match="held-out"):
+        run_probe([1], 1e-3, faces, instances=2, fit_instances=(2,))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from fame.synth.compositing import face_mask, match_colour, paste_face
 from fame.synth.encode import sha256_of, write_h264
 from fame.synth.generators import GENERATOR_NAMES, FaceSwapModel, build_generator, scaled_spec
 from fame.synth.presets import CRF_LEVELS, SynthPreset
-from fame.synth.training import render_identity, train_generator
+from fame.synth.training import deterministic_torch, render_identity, train_generator
 
 REAL_MODEL = "real"
 MANIFEST_NAME = "manifest.json"
@@ -135,23 +134,6 @@ def render_pair(
             frame = paste_face(frame, face, aligned.matrices[i])
         frames.append(frame)
     return frames
-
-
-@contextlib.contextmanager
-def deterministic_torch(seed: int, threads: int | None) -> Iterator[None]:
-    """Seeded, deterministic kernels and (optionally) a fixed thread count; restored after."""
-    previous_threads = torch.get_num_threads()
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous_threads)
-        torch.use_deterministic_algorithms(previous_deterministic)
 
 
 class SynthBuilder:

@@ -7,7 +7,9 @@ torch make two runs with the same seed, device and thread count give the same we
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +47,23 @@ def dssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         (mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2)
     )
     return ((1.0 - ssim) / 2.0).mean()
+
+
+@contextlib.contextmanager
+def deterministic_torch(seed: int, threads: int | None) -> Iterator[None]:
+    """Seeded, deterministic kernels and (optionally) a fixed thread count; restored after."""
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic)
 
 
 def to_model_input(faces: np.ndarray, size_px: int, device: torch.device) -> torch.Tensor:
