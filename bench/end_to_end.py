@@ -62,6 +62,8 @@ class EndToEndSettings:
     compare_exactly_once: bool = True  # one more 1-consumer burst with FAME_EXACTLY_ONCE
     # one more 1-consumer burst with FAME_PRECISION=fp32 where the engine's auto picks bf16
     compare_fp32: bool = True
+    # one more 1-consumer burst detecting on every k-th sampled frame (FAME_DETECT_EVERY); 1: off
+    compare_detect_every: int = 2
 
     def __post_init__(self) -> None:
         if self.burst_events < 1 or self.paced_events < 1:
@@ -78,6 +80,7 @@ QUICK_END_TO_END = EndToEndSettings(
     paced_fractions=(0.5,),
     compare_exactly_once=False,
     compare_fp32=False,
+    compare_detect_every=1,
 )
 
 
@@ -121,6 +124,9 @@ def run(
             eos = consumers(1, exactly_once=True)
         if compare_fp32:
             fp32 = consumers(1, env_overrides={"FAME_PRECISION": "fp32"})
+        if settings.compare_detect_every > 1:
+            every = str(settings.compare_detect_every)
+            keyed = consumers(1, env_overrides={"FAME_DETECT_EVERY": every})
     first = runs[0]["loads"][0]
     result = {
         "model_name": settings.model_name,
@@ -142,6 +148,14 @@ def run(
             "burst": burst,
             "metrics": fp32["metrics"],
             "auto_events_per_s_vs_fp32": ratio(first["events_per_s"], burst["events_per_s"]),
+        }
+    if settings.compare_detect_every > 1:
+        burst = keyed["loads"][0]
+        result["detect_every"] = {
+            "every": settings.compare_detect_every,
+            "burst": burst,
+            "metrics": keyed["metrics"],
+            "events_per_s_vs_every_frame": ratio(burst["events_per_s"], first["events_per_s"]),
         }
     return result
 

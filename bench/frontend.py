@@ -1,20 +1,27 @@
 """Front-end speed per video: decode only, decode + detect, the full front end; and the ceiling.
 
 All three stages use the service's sampling (8 fps by default), so "sampled frames/s" compares
-like with like: decode-only still decodes every frame and keeps the sampled ones. The ceiling is
+like with like: decode-only still decodes every frame and keeps the sampled ones. The full front
+end runs a second time detecting on every `KEYFRAME_EVERY`-th sampled frame only
+(`FAME_DETECT_EVERY`), with how far its crops move from detecting everywhere. The ceiling is
 `FrontEndPool` (the service's worker processes) over a list of videos at once: the events/s the
 service could reach if everything after the front end were free.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.stats import ratio
 from fame.faces.detector import FaceDetector, load_detector
-from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool
+from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool
+
+KEYFRAME_EVERY = 2
 
 
 def frontend_config(detector_path: Path) -> FrontEndConfig:
@@ -33,6 +40,7 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
         providers=config.providers,
     )
     frontend = FrontEnd(config, detector=detector)
+    keyed = FrontEnd(dataclasses.replace(config, detect_every=KEYFRAME_EVERY), detector=detector)
     rows = []
     for path in videos:
         decode_s, sampled = _decode(path, config, None)
@@ -40,6 +48,9 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
         started = time.perf_counter()
         result = frontend.process(path)
         full_s = time.perf_counter() - started
+        started = time.perf_counter()
+        keyed_result = keyed.process(path)
+        keyed_s = time.perf_counter() - started
         info = result.video
         rows.append(
             {
@@ -52,9 +63,20 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
                 "full_fps": ratio(result.sampled_frames, full_s),
                 "full_stage_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
                 "tracks": len(result.tracks),
+                "keyframes_every": KEYFRAME_EVERY,
+                "keyframes_fps": ratio(keyed_result.sampled_frames, keyed_s),
+                "keyframes_detect_ms": round(keyed_result.timings_ms["detect"], 1),
+                "keyframes_crop_mad": _crop_difference(result.tracks, keyed_result.tracks),
             }
         )
     return {"detector": frontend.detector.name, "videos": rows}
+
+
+def _crop_difference(full: list[FaceTrack], keyed: list[FaceTrack]) -> float | None:
+    """Mean absolute difference (grey levels) between the dominant tracks' crops."""
+    if not full or not keyed or len(full[0].crops) != len(keyed[0].crops):
+        return None
+    return float(np.abs(full[0].crops.astype(np.float32) - keyed[0].crops).mean())
 
 
 def _decode(path: Path, config: FrontEndConfig, detector: FaceDetector | None) -> tuple[float, int]:

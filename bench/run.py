@@ -221,11 +221,18 @@ def summary(results: dict[str, Any]) -> str:
             )
     if "frontend" in results:
         lines.append(f"front end ({results['frontend']['detector']}), sampled frames/s:")
-        lines.append("  video                     res        decode  +detect     full")
+        lines.append(
+            "  video                     res        decode  +detect     full  full, detect "
+            "every k (speed-up, crop diff)"
+        )
         for v in results["frontend"]["videos"]:
+            mad = v["keyframes_crop_mad"]
             lines.append(
                 f"  {v['video']:<25} {v['resolution']:<9} {v['decode_only_fps']:>7.1f} "
-                f"{v['decode_detect_fps']:>8.1f} {v['full_fps']:>8.1f}"
+                f"{v['decode_detect_fps']:>8.1f} {v['full_fps']:>8.1f}  k={v['keyframes_every']}: "
+                f"{v['keyframes_fps']:.1f} ({v['keyframes_fps'] / v['full_fps']:.2f}x, "
+                + ("n/a" if mad is None else f"{mad:.1f} grey levels")
+                + ")"
             )
     if "e2e" in results:
         e = results["e2e"]
@@ -275,6 +282,13 @@ def summary(results: dict[str, Any]) -> str:
                 f"  precision {e['precision']} (auto) vs FAME_PRECISION=fp32, burst: "
                 f"{fp32['burst']['events_per_s']:.3f} events/s in fp32, "
                 f"auto is {fp32['auto_events_per_s_vs_fp32']:.2f}x"
+            )
+        if "detect_every" in e:
+            keyed = e["detect_every"]
+            lines.append(
+                f"  FAME_DETECT_EVERY={keyed['every']}, burst: "
+                f"{keyed['burst']['events_per_s']:.3f} events/s "
+                f"({keyed['events_per_s_vs_every_frame']:.2f}x detecting on every frame)"
             )
     if "redis" in results:
         r = results["redis"]

@@ -46,6 +46,7 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
         sampling=SamplingPolicy(target_fps=settings.sample_fps),
         detector_path=str(settings.detector_model) if settings.detector_model else None,
         crop_size_px=CROP_SIZE,
+        detect_every=settings.detect_every,
     )
 
 

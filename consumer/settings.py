@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     max_video_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     sample_fps: float = Field(8.0, gt=0, le=60)
     window_stride: int = Field(8, ge=1)
+    detect_every: int = Field(
+        1, ge=1, le=8, description="detect faces on every k-th sampled frame, interpolate between"
+    )
     workers: int = Field(2, ge=1, le=64, description="front-end worker processes")
     task_timeout_s: float = Field(120.0, gt=0)
     worker_memory_limit_mb: int | None = Field(None, ge=256)

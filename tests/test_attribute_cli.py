@@ -49,3 +49,17 @@ def test_attribute_without_a_checkpoint_names_the_missing_path(
     missing = tmp_path / "none.pt"
     assert main(["attribute", "x.mp4", "--checkpoint", str(missing)]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_attribute_with_key_frame_detection(
+    shared: Path, tiny_checkpoint: Path, detector: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    common = ["attribute", str(carphone), "--checkpoint", str(tiny_checkpoint)]
+    common += ["--detector", str(detector), "--json"]
+    assert main([*common, "--detect-every", "3"]) == 0
+    (verdict,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert verdict["status"] == "attributed"
+    assert verdict["tracks"][0]["frames"] == 32  # every sampled frame still has its face
+    with pytest.raises(SystemExit):
+        main([*common, "--detect-every", "0"])

@@ -87,6 +87,9 @@ def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
     assert row["tracks"] >= 1
     assert row["decode_only_fps"] > row["decode_detect_fps"] > 0
     assert row["full_stage_ms"]["detect"] > 0
+    # detecting on every 2nd sampled frame: crops nearly the same (its speed is the bench's job)
+    assert row["keyframes_every"] == 2 and row["keyframes_detect_ms"] > 0
+    assert row["keyframes_crop_mad"] is not None and 0 <= row["keyframes_crop_mad"] < 10
 
 
 @pytest.mark.integration
@@ -143,3 +146,20 @@ def test_synth_separability_probe_refuses_fits_without_held_out_instances() -> N
     faces = [np.zeros((20, 128, 128, 3), dtype=np.uint8) for _ in range(4)]
     with pytest.raises(ValueError, match="held-out"):
         run_probe([1], 1e-3, faces, instances=2, fit_instances=(2,))
+
+
+def test_keyframe_fidelity_compares_labels_and_probabilities() -> None:
+    from bench.keyframe_fidelity import compare
+
+    def verdict(video: str, label: str, p_real: float) -> dict[str, object]:
+        probabilities = {"real": p_real, "faceswap": 1 - p_real}
+        return {"video_id": video, "label": label, "tracks": [{"probabilities": probabilities}]}
+
+    base = [verdict("a", "real", 0.9), verdict("b", "faceswap", 0.45)]
+    other = [verdict("a", "real", 0.85), verdict("b", "real", 0.55)]
+    row = compare(base, other)
+    assert row["videos"] == 2 and row["same_label"] == 1
+    assert row["max_probability_change"] == pytest.approx(0.1)
+    assert row["mean_max_probability_change"] == pytest.approx(0.075)
+    with pytest.raises(ValueError):
+        compare(base, other[:1])

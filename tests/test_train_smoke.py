@@ -210,3 +210,36 @@ def test_open_set_held_out_generator(
     assert set(open_set["by_crf"]) == {"0", "23"}
     with pytest.raises(SystemExit):
         main([*args[:-1], "tint"])  # a known class cannot be "held out"
+
+
+def test_train_command_overrides_reach_the_checkpoint(cache: Path, tmp_path: Path) -> None:
+    """`--img-size` and `--clip-len` change the trained model, and the checkpoint remembers them
+    (evaluation and the service resize crops to what the checkpoint says)."""
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--cache",
+            str(cache),
+            "--out",
+            str(out),
+            "--model",
+            "fame_tiny",
+            "--epochs",
+            "1",
+            "--clips-per-epoch",
+            "8",
+            "--batch-size",
+            "4",
+            "--clip-len",
+            "4",
+            "--img-size",
+            "48",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    model, meta = load_checkpoint(out / "best.pt")
+    assert (meta.fame_config.img_size, meta.fame_config.clip_len) == (48, 4)
+    assert model.config.img_size == 48

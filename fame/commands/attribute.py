@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--target-fps", type=float, default=8.0, help="sampled frames per second")
     parser.add_argument("--stride", type=int, default=None, help="window stride (default T/2)")
     parser.add_argument(
+        "--detect-every",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="detect faces on every K-th sampled frame, interpolate between (as FAME_DETECT_EVERY)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
@@ -82,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             sampling=SamplingPolicy(target_fps=args.target_fps),
             detector_path=args.detector,
             crop_size_px=CROP_SIZE,  # as in training; the engine resizes for the model
+            detect_every=args.detect_every,
         )
     )
     failures = 0
@@ -111,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         engine.close()
     return 1 if failures else 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _summary(video: Path, verdict: AttributionVerdict) -> str:

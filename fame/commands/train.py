@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--eval-stride", type=int, default=None, help="frames between windows")
     parser.add_argument("--clip-len", type=int, default=None, help="override the model's T")
     parser.add_argument(
+        "--img-size", type=int, default=None, help="override the model's input side in px"
+    )
+    parser.add_argument(
         "--pretrained",
         default=None,
         help="VGG19 ImageNet weights file (default: look in $TORCH_HOME; never downloads)",
@@ -56,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {}
     if args.clip_len is not None:
         overrides["clip_len"] = args.clip_len
+    if args.img_size is not None:
+        overrides["img_size"] = args.img_size
     if args.pretrained is not None:
         overrides["pretrained"] = args.pretrained
     config = TrainConfig(

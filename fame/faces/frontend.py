@@ -20,7 +20,8 @@ import numpy as np
 
 from fame.errors import FameError, PoisonError
 from fame.faces.align import align_face
-from fame.faces.detector import FaceDetector, load_detector
+from fame.faces.detector import Detections, FaceDetector, load_detector
+from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
 from fame.video.decode import DecodeLimits, SamplingPolicy, Video, VideoInfo
 from fame.video.fetch import FetchPolicy, fetch
@@ -48,7 +49,12 @@ class FrontEndConfig:
     allow_fallback_detector: bool = True
     providers: tuple[str, ...] | None = None
     crop_size_px: int = 112
+    detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
     work_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
 
 
 @dataclass
@@ -118,6 +124,7 @@ class FrontEnd:
                 if frame is None:
                     break
                 run.add(frame.rgb, frame.index, frame.timestamp_s)
+            run.finish()
             info = video.info
         return FrontEndResult(
             tracks=run.tracks(),
@@ -136,7 +143,10 @@ def process_video(
 
 
 class _TrackingRun:
-    """Detect, track and align one video's sampled frames, keeping crops per track id."""
+    """Detect, track and align one video's sampled frames, keeping crops per track id.
+
+    With ``detect_every`` k > 1, frames wait until the next key frame (every k-th, and the last)
+    is detected, then go through the tracker in order with interpolated faces."""
 
     def __init__(
         self, detector: FaceDetector, config: FrontEndConfig, timings_ms: dict[str, float]
@@ -146,13 +156,40 @@ class _TrackingRun:
         self._timings_ms = timings_ms
         self._tracker = IouTracker(config.tracker)
         self._crops: dict[int, list[np.ndarray]] = {}
+        self._pending: list[tuple[np.ndarray, int, float]] = []
+        self._last_key: Detections | None = None
         self.frame_indices: list[int] = []
         self.timestamps_s: list[float] = []
 
     def add(self, rgb: np.ndarray, frame_index: int, timestamp_s: float) -> None:
+        self._pending.append((rgb, frame_index, timestamp_s))
+        if self._last_key is None or len(self._pending) >= self._config.detect_every:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Detect on the newest pending frame; place the older ones between the two key frames."""
+        if not self._pending:
+            return
         started = time.perf_counter()
-        detections = self._detector.detect(rgb)
+        key = self._detector.detect(self._pending[-1][0])
         self._timings_ms["detect"] += _ms_since(started)
+        *older, newest = self._pending
+        for position, (rgb, frame_index, timestamp_s) in enumerate(older):
+            assert self._last_key is not None  # the first frame is always a key frame
+            started = time.perf_counter()
+            fraction = (position + 1) / len(self._pending)
+            detections = interpolate(
+                self._last_key, key, fraction, self._config.tracker.iou_threshold
+            )
+            self._timings_ms["track"] += _ms_since(started)
+            self._track_and_align(rgb, frame_index, timestamp_s, detections)
+        self._track_and_align(*newest, key)
+        self._last_key = key
+        self._pending = []
+
+    def _track_and_align(
+        self, rgb: np.ndarray, frame_index: int, timestamp_s: float, detections: Detections
+    ) -> None:
         started = time.perf_counter()
         ids = self._tracker.update(detections.boxes, detections.scores)
         self._timings_ms["track"] += _ms_since(started)
@@ -166,6 +203,10 @@ class _TrackingRun:
         self._timings_ms["align"] += _ms_since(started)
         self.frame_indices.append(frame_index)
         self.timestamps_s.append(timestamp_s)
+
+    def finish(self) -> None:
+        """Places the frames after the last key frame: the final frame is a key frame too."""
+        self._flush()
 
     def tracks(self) -> list[FaceTrack]:
         # A one-frame input (an image) can only give one-frame tracks.

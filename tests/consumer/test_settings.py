@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from consumer.app import frontend_config
 from consumer.cli import main
 from consumer.settings import Settings
 
@@ -25,16 +26,19 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     monkeypatch.setenv("FAME_EVENTS_TOPIC", "uploads")
     monkeypatch.setenv("FAME_FILE_ROOTS", '["/data/a", "/data/b"]')
     monkeypatch.setenv("FAME_MAX_IN_FLIGHT", "3")
+    monkeypatch.setenv("FAME_DETECT_EVERY", "2")
     settings = Settings()
     assert settings.events_topic == "uploads"
     assert settings.file_roots == [Path("/data/a"), Path("/data/b")]
     assert settings.max_in_flight == 3
+    assert frontend_config(settings).detect_every == 2
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"FAME_MAX_IN_FLIGHT": "0"}, "max_in_flight"),
+        ({"FAME_DETECT_EVERY": "0"}, "detect_every"),
         ({"FAME_REDIS_URL": "http://redis:6379"}, "redis_url"),
         ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
         ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),
