@@ -34,6 +34,7 @@ from fame.errors import FameError
 from fame.faces.frontend import FrontEndResult
 from fame.inference import InferenceEngine
 from schemas import AttributionVerdict, DeadLetter, DeadLetterSource, ErrorInfo, make_verdict_id
+from schemas.dead_letter import Stage
 from schemas.errors import ErrorCode
 from schemas.event import VideoEvent
 
@@ -63,7 +64,7 @@ class Topics:
 class _Failure(Exception):
     """An event that ends in a dead letter: carries what the `DeadLetter` needs."""
 
-    def __init__(self, code: ErrorCode, message: str, stage: str, attempts: int) -> None:
+    def __init__(self, code: ErrorCode, message: str, stage: Stage, attempts: int) -> None:
         super().__init__(message)
         self.code, self.message, self.stage, self.attempts = code, message, stage, attempts
 
@@ -135,7 +136,7 @@ class Pipeline:
             },
         )
         try:
-            records = self._with_retries(lambda: self._process(event, logger), "process")
+            records = self._with_retries(lambda: self._process(event, logger))
             self._metrics.events.labels(outcome="verdict").inc()
         except _Failure as failure:
             logger.warning("event failed: %s (%s)", failure.message, failure.code.value)
@@ -195,7 +196,9 @@ class Pipeline:
     def _verdict_record(self, event: VideoEvent, value: bytes) -> Record:
         return Record(self._topics.verdicts, event.video_id.encode(), value)
 
-    def _with_retries(self, action: Callable[[], T], stage: str) -> T:
+    def _with_retries(self, action: Callable[[], T]) -> T:
+        """Runs ``action`` until it succeeds, fails for good, or runs out of attempts; a failure
+        names the stage of the last error (a store or broker error is ``internal``)."""
         attempt = 1
         while True:
             try:
@@ -212,7 +215,7 @@ class Pipeline:
                 raise _Failure(
                     ErrorCode.RETRIES_EXHAUSTED,
                     f"gave up after {attempt} attempts: {last}",
-                    stage,
+                    _stage_of(last) if isinstance(last, FameError) else "internal",
                     attempt,
                 ) from last
             log.info("transient failure (attempt %d): %s", attempt, last)
@@ -243,7 +246,7 @@ class Pipeline:
             message.value,
             error_code=failure.code,
             message=failure.message,
-            stage=failure.stage,  # type: ignore[arg-type]
+            stage=failure.stage,
             attempts=failure.attempts,
             event_id=event.event_id if event else None,
             video_id=event.video_id if event else None,
@@ -275,7 +278,7 @@ def _parse_failure(error: pydantic.ValidationError) -> _Failure:
     return _Failure(code, str(error)[:4000], "validate", 1)
 
 
-_STAGES = {
+_STAGES: dict[str, Stage] = {
     "fetch": "fetch",
     "checksum": "fetch",
     "unsupported": "decode",
@@ -287,7 +290,7 @@ _STAGES = {
 }
 
 
-def _stage_of(error: FameError) -> str:
+def _stage_of(error: FameError) -> Stage:
     for prefix, stage in _STAGES.items():
         if error.code.value.startswith(prefix):
             return stage

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,30 @@ def test_poison_events_are_dead_lettered_and_the_partition_keeps_flowing(
     assert by_event[good["event_id"]]["status"] == "attributed"
     for failed in (wrong_sum, outside, text):
         assert by_event[failed["event_id"]]["status"] == "failed"
+
+
+def test_an_unreachable_window_store_ends_in_a_dead_letter_not_a_stuck_event(
+    media: dict[str, Path], tiny_checkpoint: Path, detector: Path, shared: Path
+) -> None:
+    """Redis down for longer than the retries: the event is dead-lettered as retries_exhausted
+    (stage internal) with a failed verdict, so its offset can be committed."""
+    from consumer.store import RedisWindowStore
+
+    with socket.socket() as probe:  # a port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = RedisWindowStore(f"redis://127.0.0.1:{port}/0", ttl_s=60)
+    one = event(media["carphone"])
+    config = settings(tiny_checkpoint, detector, [shared / "data"])
+    verdicts, letters, _ = run_embedded(config, _payloads([one]), store=store)
+    (letter,) = letters
+    assert_schema_valid(letter, "dead_letter")
+    assert (letter["error_code"], letter["stage"], letter["attempts"]) == (
+        "retries_exhausted",
+        "internal",
+        config.max_attempts,
+    )
+    assert [v["status"] for v in verdicts] == ["failed"]
 
 
 def test_segments_of_one_video_share_windows_and_give_one_final_verdict(

@@ -245,6 +245,9 @@ def test_redis_restarted_mid_run_loses_nothing(
         tiny_checkpoint,
         detector,
         [shared / "data"],
+        # enough full-jitter retries (about 15 s of backoff expected) to outlast the outage;
+        # with 8 an unlucky draw gives up after 1.4 s (seen), a dead letter by design
+        FAME_MAX_ATTEMPTS="20",
     )
     consumer = ConsumerProcess(env, tmp_path / "consumer.log").start()
     try:
