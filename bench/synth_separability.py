@@ -72,6 +72,7 @@ def run(
     fit_instances: tuple[int, ...] = (1,),
     architectures: tuple[str, ...] = ARCHITECTURES,
     device: torch.device | None = None,
+    width_divisor: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per step count: the probe's accuracy for each number of fitted instances."""
     if not fit_instances or min(fit_instances) < 1 or max(fit_instances) >= instances:
@@ -84,6 +85,8 @@ def run(
         preset = dataclasses.replace(
             PRESETS["small"], train_steps=steps, learning_rate=lr, epoch_steps=max(1, steps // 4)
         )
+        if width_divisor is not None:
+            preset = dataclasses.replace(preset, width_divisor=width_divisor)
         samples: list[tuple[int, str, int, np.ndarray]] = []
         losses: dict[str, list[float]] = {}
         for instance in range(instances):
@@ -140,6 +143,7 @@ def run(
             {
                 "steps": steps,
                 "lr": lr,
+                "width_divisor": preset.width_divisor,
                 "instances": instances,
                 "held_out_instances": list(range(max(fit_instances), instances)),
                 "fits": fits,
@@ -175,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[160, 480, 1200])
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--instances", type=int, default=2, help="instances per architecture")
+    parser.add_argument(
+        "--width-divisor",
+        type=int,
+        default=None,
+        help="divides DFDM's channel counts (default: the small preset's 8; 1 = DFDM's sizes)",
+    )
     parser.add_argument(
         "--fit-instances", type=int, nargs="+", default=[1], help="instance counts to fit on"
     )
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         tuple(args.fit_instances),
         tuple(args.architectures),
         device,
+        args.width_divisor,
     )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or REPO_ROOT / "bench" / "results" / f"synth-separability-{stamp}.json"

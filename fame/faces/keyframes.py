@@ -40,7 +40,7 @@ def match_faces(a: Detections, b: Detections, iou_threshold: float) -> list[tupl
 def interpolate(
     a: Detections, b: Detections, fraction: float, iou_threshold: float = 0.3
 ) -> Detections:
-    """The faces present in both key frames, ``fraction`` (0 < f < 1) of the way from ``a`` to
+    """The faces present in both key frames, ``fraction`` (0 to 1) of the way from ``a`` to
     ``b``; scores are the lower of the two."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
