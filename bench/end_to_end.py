@@ -36,11 +36,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import frontend, machine
 from bench.stats import percentiles, ratio, shares
+from bench.untrained import make_checkpoint
 from fame.precision import resolve_precision
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONSUMER = [sys.executable, "-m", "consumer.cli", "run"]
-CLASSES = ["real", "faceswap", "lightweight", "iae", "dfaker", "dfl-h128"]
 # Stages in a verdict's timings_ms that are sums of others.
 _DERIVED_STAGES = {"total"}
 # /metrics stages that overlap the per-event stages: the whole event, and the model thread's
@@ -82,20 +82,6 @@ QUICK_END_TO_END = EndToEndSettings(
     compare_fp32=False,
     compare_detect_every=1,
 )
-
-
-def make_checkpoint(directory: Path, model_name: str) -> Path:
-    """An untrained checkpoint of `model_name` (random init: speed does not depend on training)."""
-    import torch
-
-    from fame.checkpoint import build_meta, save_checkpoint
-    from fame.model import create_model
-
-    torch.manual_seed(0)
-    model = create_model(model_name, len(CLASSES), pretrained=None)
-    path = directory / f"{model_name}-untrained.pt"
-    save_checkpoint(path, model, build_meta(model, model_name, CLASSES))
-    return path
 
 
 def run(

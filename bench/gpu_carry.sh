@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Prepares what a lent GPU machine (bare image: Python 3.12 + torch, no PyAV/InsightFace/pydantic)
-# needs to run `bench.run --only model` and `--only frontend` and the synth probe, within the
-# device tool's 64 MiB carry limit (about 53 MiB with this set):
-#   .whl/  PyAV, InsightFace and pydantic wheels for CPython 3.12 (versions of this .venv)
-#   .gpu/  the four front-end videos, SCRFD-500M and the probe's aligned crops
+# needs to run `bench.run --only model` and `--only frontend embedded`, within the device tool's
+# 64 MiB carry limit (about 50 MiB with the repository):
+#   .whl/  PyAV, InsightFace, pydantic(-settings) and redis-py wheels for CPython 3.12 (versions
+#          of this .venv; the image has torch, onnxruntime, OpenCV, prometheus-client)
+#   .gpu/  the front-end and event videos and SCRFD-500M
+# (the synth probe's crops, `--save-crops`, are 11 MB more; that probe is host-bound there)
 # Both folders are git-ignored here (.git/info/exclude). Then, one device call with
 # carry [".gpu", ".whl"] runs the block printed at the end (see docs/benchmarks.md).
 set -euo pipefail
@@ -17,7 +19,8 @@ done
 
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 mkdir -p .whl
-for name in av insightface pydantic pydantic_core annotated-types typing-inspection typing_extensions; do
+for name in av insightface pydantic pydantic_core annotated-types typing-inspection typing_extensions \
+    pydantic-settings python-dotenv redis; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl "$name==$(version "$name")"
@@ -25,9 +28,8 @@ done
 
 mkdir -p .gpu/shared/data/samples .gpu/shared/data/faces .gpu/shared/models
 cp "$SHARED/data/samples/carphone_pristine.mp4" .gpu/shared/data/samples/
-cp "$SHARED"/data/faces/{driving_d18,driving_d11,source_s32}.mp4 .gpu/shared/data/faces/
+cp "$SHARED"/data/faces/{driving_d0,driving_d11,driving_d18,driving_d19,source_s32}.mp4 .gpu/shared/data/faces/
 cp "$SHARED/models/scrfd_500m_bnkps.onnx" .gpu/shared/models/
-FAME_SHARED_DIR="$SHARED" "$PY" -m bench.synth_separability --save-crops .gpu/crops.npz --steps 0
 
 du -sh .whl .gpu
 cat <<'EOF'
@@ -35,5 +37,5 @@ device command (carry [".gpu", ".whl"]):
 set -o pipefail; export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 FAME_SHARED_DIR=.gpu/shared;
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
 python3 -m bench.run --only model --out $OUT/gpu-model.json;
-python3 -m bench.run --only frontend --out $OUT/gpu-frontend.json
+python3 -m bench.run --only frontend embedded --out $OUT/gpu-frontend-embedded.json
 EOF

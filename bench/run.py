@@ -1,6 +1,7 @@
 """`python -m bench.run [--quick]`: the benchmark suite on this machine's device.
 
-Sections: model, frontend, e2e (needs Kafka + Redis: ``make services-up``), redis. Prints the
+Sections: model, frontend, e2e (needs Kafka + Redis: ``make services-up``), embedded (the same
+service on its in-process broker, for machines without Kafka and Redis), redis. Prints the
 ratios of the performance issue and writes every raw number, with the machine and the command, to
 ``bench/results/<device>-<date>[-quick].json``. The same command runs the GPU variants when CUDA
 is present.
@@ -23,7 +24,7 @@ from bench import machine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-SECTIONS = ("model", "frontend", "e2e", "redis")
+SECTIONS = ("model", "frontend", "e2e", "embedded", "redis")
 FRONTEND_VIDEOS = (
     "samples/carphone_pristine.mp4",
     "faces/driving_d18.mp4",
@@ -77,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data, detector = Path(), Path()
-    if {"frontend", "e2e"} & set(args.only):
+    if {"frontend", "e2e", "embedded"} & set(args.only):
         # Only the media sections load the face stack: `--only model` needs torch alone, which
         # is all a bare GPU image may have.
         from fame.faces.detector import shared_dir
@@ -137,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
             detector,
             services["FAME_KAFKA_BOOTSTRAP_SERVERS"],
             services["FAME_REDIS_URL"],
+        )
+    if "embedded" in args.only:
+        _progress("embedded: the service without Kafka and Redis, burst vs front-end ceiling")
+        from bench import embedded
+
+        results["embedded"] = embedded.run(
+            embedded.EmbeddedSettings(model_name=args.model, events=4 if args.quick else 16),
+            [data / v for v in EVENT_VIDEOS],
+            detector,
         )
     results["wall_s"] = time.perf_counter() - started
     out = args.out or default_out(dev.type, args.quick)
@@ -290,6 +300,14 @@ def summary(results: dict[str, Any]) -> str:
                 f"{keyed['burst']['events_per_s']:.3f} events/s "
                 f"({keyed['events_per_s_vs_every_frame']:.2f}x detecting on every frame)"
             )
+    if "embedded" in results:
+        b = results["embedded"]
+        lines.append(
+            f"embedded service (no Kafka/Redis), burst of {b['settings']['events']}: "
+            f"{b['events_per_s']:.3f} events/s vs front-end ceiling "
+            f"{b['frontend_ceiling']['events_per_s']:.3f} = {b['e2e_vs_frontend_ceiling']:.3f} "
+            f"({b['verdicts']} verdicts, {b['dead_letters']} dead letters)"
+        )
     if "redis" in results:
         r = results["redis"]
         per = ", ".join(

@@ -163,3 +163,19 @@ def test_keyframe_fidelity_compares_labels_and_probabilities() -> None:
     assert row["mean_max_probability_change"] == pytest.approx(0.075)
     with pytest.raises(ValueError):
         compare(base, other[:1])
+
+
+def test_embedded_bench_runs_the_service_without_kafka_or_redis(
+    shared: Path, detector: Path
+) -> None:
+    from bench import embedded
+
+    settings = embedded.EmbeddedSettings(model_name="fame_tiny", events=2, workers=1)
+    result = embedded.run(
+        settings, [shared / "data" / "samples" / "carphone_pristine.mp4"], detector
+    )
+    assert (result["verdicts"], result["dead_letters"]) == (2, 0)
+    assert result["statuses"] == ["attributed"]
+    assert result["events_per_s"] > 0 and result["e2e_vs_frontend_ceiling"] > 0
+    with pytest.raises(ValueError, match="events >= 2"):
+        embedded.EmbeddedSettings(events=1)
