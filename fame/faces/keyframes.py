@@ -13,28 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from fame.faces.detector import Detections
-from fame.faces.tracker import iou_matrix
+from fame.faces.tracker import greedy_pairs, iou_matrix
 
 
 def match_faces(a: Detections, b: Detections, iou_threshold: float) -> list[tuple[int, int]]:
     """(index in ``a``, index in ``b``) pairs of the same face: greedy by highest IoU, each face
     used once, pairs below ``iou_threshold`` dropped."""
-    if len(a) == 0 or len(b) == 0:
-        return []
-    ious = iou_matrix(a.boxes, b.boxes)
-    pairs: list[tuple[int, int]] = []
-    used_a: set[int] = set()
-    used_b: set[int] = set()
-    for flat in np.argsort(-ious, axis=None, kind="stable"):
-        i, j = divmod(int(flat), len(b))
-        if ious[i, j] < iou_threshold:
-            break
-        if i in used_a or j in used_b:
-            continue
-        used_a.add(i)
-        used_b.add(j)
-        pairs.append((i, j))
-    return sorted(pairs)
+    return sorted(greedy_pairs(iou_matrix(a.boxes, b.boxes), iou_threshold))
 
 
 def interpolate(

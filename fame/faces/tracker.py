@@ -82,6 +82,24 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ious
 
 
+def greedy_pairs(ious: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(row, column) pairs of an IoU matrix, highest IoU first, each row and column used once,
+    none below ``threshold``: optimal when faces do not overlap (see the module docstring)."""
+    pairs: list[tuple[int, int]] = []
+    used_rows: set[int] = set()
+    used_columns: set[int] = set()
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        row, column = divmod(int(flat), ious.shape[1])
+        if ious[row, column] < threshold:
+            break
+        if row in used_rows or column in used_columns:
+            continue
+        used_rows.add(row)
+        used_columns.add(column)
+        pairs.append((row, column))
+    return pairs
+
+
 class IouTracker:
     """Feed one frame's detections per `update`; read the kept tracks with `finished_tracks`."""
 
@@ -134,17 +152,8 @@ class IouTracker:
         if not self._active or boxes.shape[0] == 0:
             return {}
         ious = iou_matrix(np.stack([t.last_box for t in self._active]), boxes)
-        matches: dict[int, Track] = {}
-        used_tracks: set[int] = set()
-        for flat in np.argsort(-ious, axis=None, kind="stable"):
-            track_pos, det_pos = divmod(int(flat), boxes.shape[0])
-            if ious[track_pos, det_pos] < self.config.iou_threshold:
-                break
-            if track_pos in used_tracks or det_pos in matches:
-                continue
-            used_tracks.add(track_pos)
-            matches[det_pos] = self._active[track_pos]
-        return matches
+        pairs = greedy_pairs(ious, self.config.iou_threshold)
+        return {det_pos: self._active[track_pos] for track_pos, det_pos in pairs}
 
     def _extend(
         self, track: Track, det: int, boxes: np.ndarray, scores: np.ndarray, ids: np.ndarray
