@@ -1,13 +1,19 @@
-"""End to end without Kafka or Redis: `fame-consumer run --embedded` over a burst of events,
-against the front-end ceiling on the same machine.
+"""End to end without Kafka or Redis: `fame-consumer run --embedded --input -`, fed live.
 
 For machines where a broker and Redis cannot run (the lent GPU image has neither a JVM nor a
 redis-server): the production `Service` with its pipeline, front-end worker pool and batched
-inference engine, fed by the in-process broker and keeping windows in memory. Throughput is
-events over the time from the start of the first event's work (its verdict's time less its
-`timings_ms` total) to the last verdict, so process start-up and model load are left out, as
-the ceiling leaves out its warm-up. The Kafka + Redis section (`e2e`) stays the
-reference wherever those services run.
+inference engine, fed events on standard input as they are offered and keeping windows in memory.
+One process, warmed by one event (model and detector loaded), then:
+
+- a **burst** of `events` events cycling the event videos, against the front-end ceiling (same
+  workers, same burst) and the decode-only ceiling measured just before;
+- the **latency** loads of the GPU target: a 10-s 512x512 clip (the first 10 s of driving_d10,
+  re-encoded), first as a burst of `latency_events` (its maximum rate), then paced at
+  `paced_fraction` of that rate.
+
+Throughput is events over the time from the first event offered to the last verdict; latency is
+each verdict's ``produced_at`` less the wall time its event was written (one clock). The Kafka +
+Redis section (`e2e`) stays the reference wherever those services run.
 """
 
 from __future__ import annotations
@@ -22,71 +28,186 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench import frontend
 from bench.stats import percentiles, ratio
 from bench.untrained import make_checkpoint
+
+LATENCY_SOURCE = "faces/driving_d10.mp4"  # 512x512, 15 s at 30 fps: its first 10 s
+LATENCY_CLIP_S = 10.0
 
 
 @dataclass(frozen=True)
 class EmbeddedSettings:
     model_name: str = "fame"
     events: int = 16
+    latency_events: int = 6
+    paced_fraction: float = 0.5
     workers: int = 2
     detect_every: int = 1
+    timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.events < 2 or self.workers < 1 or self.detect_every < 1:
             raise ValueError(f"need events >= 2, workers >= 1, detect_every >= 1: {self}")
+        if self.latency_events < 0 or not 0 < self.paced_fraction <= 1:
+            raise ValueError(f"need latency_events >= 0, paced_fraction in (0, 1]: {self}")
 
 
-def run(settings: EmbeddedSettings, videos: list[Path], detector: Path) -> dict[str, Any]:
-    """Front-end ceiling, then one embedded consumer over the same burst of events."""
+def run(
+    settings: EmbeddedSettings, videos: list[Path], detector: Path, latency_source: Path | None
+) -> dict[str, Any]:
+    """Ceilings, then one embedded consumer: burst, and (given a source) the latency loads."""
     burst = [videos[i % len(videos)] for i in range(settings.events)]
     ceiling = frontend.ceiling(burst, detector, settings.workers)
+    decode_ceiling = frontend.decode_ceiling(burst, settings.workers)
     with tempfile.TemporaryDirectory(prefix="fame-embedded-") as tmp:
         work = Path(tmp)
-        events = work / "events.jsonl"
-        events.write_text("".join(json.dumps(_event(video)) + "\n" for video in burst))
-        out = work / "out.jsonl"
+        clip = None
+        if latency_source is not None and settings.latency_events:
+            clip = ten_second_clip(latency_source, work / "clip-10s.mp4")
+        roots = {str(v.parent.resolve()) for v in [*videos, *([clip] if clip else [])]}
         env = {
             **os.environ,
             "FAME_CHECKPOINT": str(make_checkpoint(work, settings.model_name)),
             "FAME_DETECTOR_MODEL": str(detector),
-            "FAME_FILE_ROOTS": json.dumps(sorted({str(v.parent.resolve()) for v in videos})),
+            "FAME_FILE_ROOTS": json.dumps(sorted(roots)),
             "FAME_WORKERS": str(settings.workers),
-            "FAME_MAX_IN_FLIGHT": str(settings.events),
+            "FAME_MAX_IN_FLIGHT": str(max(settings.events, settings.latency_events)),
             "FAME_DETECT_EVERY": str(settings.detect_every),
         }
-        command = [sys.executable, "-m", "consumer.cli", "run", "--embedded"]
-        command += ["--input", str(events), "--output", str(out)]
-        started = time.perf_counter()
-        subprocess.run(command, env=env, check=True, capture_output=True)
-        wall_s = time.perf_counter() - started
-        records = [json.loads(line) for line in out.read_text().splitlines()]
-    verdicts = [r for r in records if "verdict_id" in r]
-    totals = [v["timings_ms"].get("total", 0.0) / 1000 for v in verdicts]
-    done = [datetime.fromisoformat(v["produced_at"]).timestamp() for v in verdicts]
-    first_start = min(t - total for t, total in zip(done, totals, strict=True))
-    events_per_s = ratio(len(verdicts), max(done) - first_start)
+        with _Service(env, work, settings.timeout_s) as service:
+            service.offer([videos[0]], interval_s=0.0)  # loads the model and the detector
+            result = service.offer(burst, interval_s=0.0)
+            latency: dict[str, Any] = {}
+            if clip is not None and latency_source is not None:
+                most = service.offer([clip] * settings.latency_events, interval_s=0.0)
+                rate = most["events_per_s"] * settings.paced_fraction
+                paced = service.offer([clip] * settings.latency_events, interval_s=1.0 / rate)
+                latency = {
+                    "video": f"first {LATENCY_CLIP_S:.0f} s of {latency_source.name}",
+                    "burst": most,
+                    "paced": {**paced, "offered_fraction_of_max": settings.paced_fraction},
+                }
     return {
         "settings": settings.__dict__,
         "frontend_ceiling": ceiling,
-        "verdicts": len(verdicts),
-        "statuses": sorted({v["status"] for v in verdicts}),
-        "dead_letters": len(records) - len(verdicts),
-        "process_wall_s": wall_s,
-        "events_per_s": events_per_s,
-        "verdict_total_s": percentiles(totals),
-        "e2e_vs_frontend_ceiling": ratio(events_per_s, ceiling["events_per_s"]),
+        "decode_only_ceiling": decode_ceiling,
+        **result,
+        "e2e_vs_frontend_ceiling": ratio(result["events_per_s"], ceiling["events_per_s"]),
+        "e2e_vs_decode_ceiling": ratio(result["events_per_s"], decode_ceiling["events_per_s"]),
+        "latency": latency,
     }
 
 
-def _event(video: Path) -> dict[str, Any]:
+def ten_second_clip(source: Path, out: Path) -> Path:
+    """The first `LATENCY_CLIP_S` seconds of `source`, re-encoded (H.264) at its own size."""
+    import av
+
+    with av.open(str(source)) as src, av.open(str(out), "w") as dst:
+        stream = src.streams.video[0]
+        rate = stream.average_rate or 30
+        encoder = dst.add_stream("libx264", rate=rate)
+        encoder.width, encoder.height, encoder.pix_fmt = stream.width, stream.height, "yuv420p"
+        for index, frame in enumerate(src.decode(stream)):
+            if index >= round(LATENCY_CLIP_S * float(rate)):
+                break
+            dst.mux(encoder.encode(frame.reformat(format="yuv420p")))
+        dst.mux(encoder.encode(None))
+    return out
+
+
+class _Service:
+    """One `fame-consumer run --embedded --input -` process; events in on stdin, verdicts read
+    back from its output file as they are written."""
+
+    def __init__(self, env: dict[str, str], work: Path, timeout_s: float) -> None:
+        self._out = work / "out.jsonl"
+        self._out.touch()
+        self._log = (work / "consumer.log").open("wb")
+        command = [sys.executable, "-m", "consumer.cli", "run", "--embedded", "--input", "-"]
+        self._proc = subprocess.Popen(
+            [*command, "--output", str(self._out)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self._proc.stdin is not None
+        self._stdin: IO[str] = self._proc.stdin
+        self._timeout_s = timeout_s
+        self._read_at = 0
+        self._records: dict[str, dict[str, Any]] = {}
+
+    def __enter__(self) -> _Service:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stdin.close()
+        try:
+            self._proc.wait(timeout=120)
+        finally:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._log.close()
+
+    def offer(self, videos: list[Path], interval_s: float) -> dict[str, Any]:
+        """One event per video, one every `interval_s` (0: all at once); waits for them all."""
+        sent: dict[str, float] = {}
+        started = time.time()
+        for i, video in enumerate(videos):
+            delay = started + i * interval_s - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            event_id = f"bench-{uuid.uuid4().hex[:12]}"
+            sent[event_id] = time.time()
+            self._stdin.write(json.dumps(_event(event_id, video)) + "\n")
+            self._stdin.flush()
+        records = self._wait_for(list(sent))
+        done = {e: datetime.fromisoformat(r["produced_at"]).timestamp() for e, r in records.items()}
+        verdicts = [r for r in records.values() if "verdict_id" in r]
+        return {
+            "events": len(videos),
+            "interval_s": interval_s,
+            "verdicts": len(verdicts),
+            "statuses": sorted({v["status"] for v in verdicts}),
+            "dead_letters": len(records) - len(verdicts),
+            "events_per_s": ratio(len(records), max(done.values()) - started),
+            "latency_s": percentiles([done[e] - sent[e] for e in sent]),
+            "verdict_total_s": percentiles(
+                [v["timings_ms"].get("total", 0.0) / 1000 for v in verdicts]
+            ),
+        }
+
+    def _wait_for(self, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+        deadline = time.monotonic() + self._timeout_s
+        while not all(e in self._records for e in event_ids):
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the embedded consumer exited with {self._proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no outcome for some of {len(event_ids)} events in time")
+            time.sleep(0.02)
+            self._read()
+        return {e: self._records[e] for e in event_ids}
+
+    def _read(self) -> None:
+        with self._out.open("rb") as f:
+            f.seek(self._read_at)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._read_at += len(complete)
+        for line in complete.splitlines():
+            record = json.loads(line)
+            if record.get("event_id"):
+                self._records[record["event_id"]] = record
+
+
+def _event(event_id: str, video: Path) -> dict[str, Any]:
     return {
         "schema_version": "1.0",
-        "event_id": f"bench-{uuid.uuid4().hex[:12]}",
+        "event_id": event_id,
         "video_id": f"vid-{uuid.uuid4().hex[:8]}",
         "source_uri": video.resolve().as_uri(),
         "submitted_at": datetime.now(UTC).isoformat(),

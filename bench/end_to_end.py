@@ -50,20 +50,26 @@ _OVERLAPPING_METRIC_STAGES = {"total", "model_embed", "model_classify"}
 
 @dataclass(frozen=True)
 class EndToEndSettings:
-    """`workers_total` front-end processes per machine, split evenly among the consumers."""
+    """`workers_total` front-end processes per machine, split evenly among the consumers (at
+    least one each: 4 consumers get 4 in all when `workers_total` is 2)."""
 
     model_name: str = "fame"
     burst_events: int = 8
     paced_events: int = 5
     paced_fractions: tuple[float, ...] = (0.5, 0.9)
-    consumer_counts: tuple[int, ...] = (1, 2)
+    consumer_counts: tuple[int, ...] = (1, 2, 4)
     workers_total: int = 2
     load_timeout_s: float = 240.0
     compare_exactly_once: bool = True  # one more 1-consumer burst with FAME_EXACTLY_ONCE
     # one more 1-consumer burst with FAME_PRECISION=fp32 where the engine's auto picks bf16
     compare_fp32: bool = True
-    # one more 1-consumer burst detecting on every k-th sampled frame (FAME_DETECT_EVERY); 1: off
-    compare_detect_every: int = 2
+    # one more 1-consumer burst per lever: front-end settings that trade detection for speed
+    compare_levers: tuple[tuple[str, ...], ...] = (
+        ("FAME_DETECTOR_THREADS=2",),  # ONNX Runtime's own default on a 2-core machine
+        ("FAME_DETECT_EVERY=2",),
+        ("FAME_DETECT_SIZE=320",),
+        ("FAME_DETECT_EVERY=2", "FAME_DETECT_SIZE=320"),
+    )
 
     def __post_init__(self) -> None:
         if self.burst_events < 1 or self.paced_events < 1:
@@ -72,15 +78,19 @@ class EndToEndSettings:
             raise ValueError(f"consumer_counts must be >= 1, got {self.consumer_counts}")
         if any(not 0 < f <= 1 for f in self.paced_fractions):
             raise ValueError(f"paced_fractions must be in (0, 1], got {self.paced_fractions}")
+        settings = [s for lever in self.compare_levers for s in lever]
+        if any(not s.startswith("FAME_") or "=" not in s for s in settings):
+            raise ValueError(f"levers are FAME_*=value settings, got {self.compare_levers}")
 
 
 QUICK_END_TO_END = EndToEndSettings(
+    consumer_counts=(1, 2),
     burst_events=4,
     paced_events=3,
     paced_fractions=(0.5,),
     compare_exactly_once=False,
     compare_fp32=False,
-    compare_detect_every=1,
+    compare_levers=(),
 )
 
 
@@ -110,9 +120,10 @@ def run(
             eos = consumers(1, exactly_once=True)
         if compare_fp32:
             fp32 = consumers(1, env_overrides={"FAME_PRECISION": "fp32"})
-        if settings.compare_detect_every > 1:
-            every = str(settings.compare_detect_every)
-            keyed = consumers(1, env_overrides={"FAME_DETECT_EVERY": every})
+        levers = {
+            " ".join(lever): consumers(1, env_overrides=dict(s.split("=", 1) for s in lever))
+            for lever in settings.compare_levers
+        }
     first = runs[0]["loads"][0]
     result = {
         "model_name": settings.model_name,
@@ -135,14 +146,17 @@ def run(
             "metrics": fp32["metrics"],
             "auto_events_per_s_vs_fp32": ratio(first["events_per_s"], burst["events_per_s"]),
         }
-    if settings.compare_detect_every > 1:
-        burst = keyed["loads"][0]
-        result["detect_every"] = {
-            "every": settings.compare_detect_every,
-            "burst": burst,
-            "metrics": keyed["metrics"],
-            "events_per_s_vs_every_frame": ratio(burst["events_per_s"], first["events_per_s"]),
+    result["levers"] = [
+        {
+            "name": name,
+            "burst": lever["loads"][0],
+            "metrics": lever["metrics"],
+            "events_per_s_vs_default": ratio(
+                lever["loads"][0]["events_per_s"], first["events_per_s"]
+            ),
         }
+        for name, lever in levers.items()
+    ]
     return result
 
 

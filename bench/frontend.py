@@ -2,8 +2,9 @@
 
 All three stages use the service's sampling (8 fps by default), so "sampled frames/s" compares
 like with like: decode-only still decodes every frame and keeps the sampled ones. The full front
-end runs a second time detecting on every `KEYFRAME_EVERY`-th sampled frame only
-(`FAME_DETECT_EVERY`), with how far its crops move from detecting everywhere. The ceiling is
+end then runs once per lever in `LEVERS` (detecting on every 2nd sampled frame,
+`FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both), with how far its crops
+move from the default settings. The ceiling is
 `FrontEndPool` (the service's worker processes) over a list of videos at once: the events/s the
 service could reach if everything after the front end were free.
 """
@@ -11,17 +12,31 @@ service could reach if everything after the front end were free.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from bench.stats import ratio
 from fame.faces.detector import FaceDetector, load_detector
-from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool
+from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool, FrontEndResult
 
-KEYFRAME_EVERY = 2
+
+class Lever(NamedTuple):
+    """Front-end settings that trade detection for speed (the defaults: no trade)."""
+
+    detect_every: int = 1  # FAME_DETECT_EVERY
+    det_size: int = 640  # FAME_DETECT_SIZE
+
+
+LEVERS = {
+    "detect_every_2": Lever(detect_every=2),
+    "detect_size_320": Lever(det_size=320),
+    "detect_every_2_size_320": Lever(detect_every=2, det_size=320),
+}
 
 
 def frontend_config(detector_path: Path) -> FrontEndConfig:
@@ -32,48 +47,67 @@ def frontend_config(detector_path: Path) -> FrontEndConfig:
 def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
     """Per video and stage: sampled frames/s, plus the front end's own per-stage timings."""
     config = frontend_config(detector_path)
-    detector = load_detector(
-        config.detector_path,
-        det_size=config.det_size,
-        det_thresh=config.det_thresh,
-        allow_fallback=False,
-        providers=config.providers,
-    )
-    frontend = FrontEnd(config, detector=detector)
-    keyed = FrontEnd(dataclasses.replace(config, detect_every=KEYFRAME_EVERY), detector=detector)
+    detectors: dict[int, FaceDetector] = {}
+
+    def build(settings: Lever) -> FrontEnd:
+        """A front end with these settings, sharing one loaded detector per input size."""
+        lever = dataclasses.replace(
+            config, detect_every=settings.detect_every, det_size=settings.det_size
+        )
+        if lever.det_size not in detectors:
+            detectors[lever.det_size] = load_detector(
+                lever.detector_path,
+                det_size=lever.det_size,
+                det_thresh=lever.det_thresh,
+                allow_fallback=False,
+                providers=lever.providers,
+            )
+        return FrontEnd(lever, detector=detectors[lever.det_size])
+
+    frontend = build(Lever())
+    levers = {name: build(settings) for name, settings in LEVERS.items()}
     rows = []
     for path in videos:
         decode_s, sampled = _decode(path, config, None)
-        detect_s, _ = _decode(path, config, detector)
-        started = time.perf_counter()
-        result = frontend.process(path)
-        full_s = time.perf_counter() - started
-        started = time.perf_counter()
-        keyed_result = keyed.process(path)
-        keyed_s = time.perf_counter() - started
+        detect_s, _ = _decode(path, config, frontend.detector)
+        result, full_s = _timed(frontend, path)
         info = result.video
-        rows.append(
-            {
-                "video": path.name,
-                "resolution": f"{info.width}x{info.height}",
-                "decoded_frames": info.frame_count,
-                "sampled_frames": sampled,
-                "decode_only_fps": ratio(sampled, decode_s),
-                "decode_detect_fps": ratio(sampled, detect_s),
-                "full_fps": ratio(result.sampled_frames, full_s),
-                "full_stage_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
-                "tracks": len(result.tracks),
-                "keyframes_every": KEYFRAME_EVERY,
-                "keyframes_fps": ratio(keyed_result.sampled_frames, keyed_s),
-                "keyframes_detect_ms": round(keyed_result.timings_ms["detect"], 1),
-                "keyframes_crop_mad": _crop_difference(result.tracks, keyed_result.tracks),
+        full_fps = ratio(result.sampled_frames, full_s)
+        row: dict[str, Any] = {
+            "video": path.name,
+            "resolution": f"{info.width}x{info.height}",
+            "decoded_frames": info.frame_count,
+            "sampled_frames": sampled,
+            "decode_only_fps": ratio(sampled, decode_s),
+            "decode_detect_fps": ratio(sampled, detect_s),
+            "full_fps": full_fps,
+            "full_stage_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
+            "tracks": len(result.tracks),
+            "levers": {},
+        }
+        for name, lever in levers.items():
+            lever_result, lever_s = _timed(lever, path)
+            fps = ratio(lever_result.sampled_frames, lever_s)
+            row["levers"][name] = {
+                "settings": LEVERS[name]._asdict(),
+                "full_fps": fps,
+                "speedup": ratio(fps, full_fps),
+                "detect_ms": round(lever_result.timings_ms["detect"], 1),
+                "crop_mad": _crop_difference(result.tracks, lever_result.tracks),
             }
-        )
+        rows.append(row)
     return {"detector": frontend.detector.name, "videos": rows}
 
 
+def _timed(frontend: FrontEnd, path: Path) -> tuple[FrontEndResult, float]:
+    started = time.perf_counter()
+    result = frontend.process(path)
+    return result, time.perf_counter() - started
+
+
 def _crop_difference(full: list[FaceTrack], keyed: list[FaceTrack]) -> float | None:
-    """Mean absolute difference (grey levels) between the dominant tracks' crops."""
+    """Mean absolute difference (grey levels) between the dominant tracks' crops (None when
+    the tracks differ in length: then the lever changed which frames have a face)."""
     if not full or not keyed or len(full[0].crops) != len(keyed[0].crops):
         return None
     return float(np.abs(full[0].crops.astype(np.float32) - keyed[0].crops).mean())
@@ -93,6 +127,24 @@ def _decode(path: Path, config: FrontEndConfig, detector: FaceDetector | None) -
     return time.perf_counter() - started, sampled
 
 
+def decode_ceiling(videos: list[Path], workers: int) -> dict[str, Any]:
+    """Events/s of decoding alone (the service's sampling) in `workers` processes over `videos`
+    submitted at once: the rate no front end can beat on this machine's CPU."""
+    config = FrontEndConfig()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_decode, videos[:workers], [config] * workers, [None] * workers))
+        started = time.perf_counter()
+        decoded = list(pool.map(_decode, videos, [config] * len(videos), [None] * len(videos)))
+        seconds = time.perf_counter() - started
+    return {
+        "workers": workers,
+        "videos": len(videos),
+        "seconds": seconds,
+        "events_per_s": len(videos) / seconds,
+        "sampled_frames_per_s": sum(sampled for _, sampled in decoded) / seconds,
+    }
+
+
 def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, Any]:
     """Events/s of `FrontEndPool(workers)` alone over `videos` submitted at once (detector
     loading excluded: the pool is warmed by one video first)."""
@@ -103,9 +155,11 @@ def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, 
         started = time.perf_counter()
         results = [f.result() for f in [pool.submit(path) for path in videos]]
         seconds = time.perf_counter() - started
+        threads = pool.config.detector_threads
     frames = sum(r.sampled_frames for r in results)
     return {
         "workers": workers,
+        "detector_threads_per_worker": threads,
         "videos": len(videos),
         "seconds": seconds,
         "events_per_s": len(videos) / seconds,

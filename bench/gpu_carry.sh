@@ -4,7 +4,7 @@
 # 64 MiB carry limit (about 50 MiB with the repository):
 #   .whl/  PyAV, InsightFace, pydantic(-settings) and redis-py wheels for CPython 3.12 (versions
 #          of this .venv; the image has torch, onnxruntime, OpenCV, prometheus-client)
-#   .gpu/  the front-end and event videos and SCRFD-500M
+#   .gpu/  the front-end, event and latency (driving_d10) videos and SCRFD-500M
 # (the synth probe's crops, `--save-crops`, are 11 MB more; that probe is host-bound there)
 # Both folders are git-ignored here (.git/info/exclude). Then, one device call with
 # carry [".gpu", ".whl"] runs the block printed at the end (see docs/benchmarks.md).
@@ -28,7 +28,8 @@ done
 
 mkdir -p .gpu/shared/data/samples .gpu/shared/data/faces .gpu/shared/models
 cp "$SHARED/data/samples/carphone_pristine.mp4" .gpu/shared/data/samples/
-cp "$SHARED"/data/faces/{driving_d0,driving_d11,driving_d18,driving_d19,source_s32}.mp4 .gpu/shared/data/faces/
+cp "$SHARED"/data/faces/{driving_d0,driving_d10,driving_d11,driving_d18,driving_d19,source_s32}.mp4 \
+  .gpu/shared/data/faces/
 cp "$SHARED/models/scrfd_500m_bnkps.onnx" .gpu/shared/models/
 
 du -sh .whl .gpu

@@ -90,6 +90,9 @@ def run(settings: ModelBenchSettings, dev: torch.device, peak_flops: float) -> d
         "peak_flops_used": peak_flops,
         "variants": variants,
         "best_variant": best_name,
+        # what the service's engine runs at this batch size (channels-last, auto precision)
+        "engine_variant": f"batched{settings.batch_clips}_{resolve_precision('auto', dev)}"
+        "_channels_last",
         "failed_variants": failures,
         "best_vs_batch1_ratio": ratio(variants[best_name]["face_frames_per_s"], baseline),
         "embed_once_reuse": _reuse(model, config, settings, dev),

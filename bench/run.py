@@ -41,6 +41,8 @@ EVENT_VIDEOS = (
 GPU_MIN_FACE_FRAMES_PER_S = 20_000
 GPU_MIN_BATCHED_VS_BATCH1 = 10.0
 CPU_MIN_E2E_VS_FRONTEND = 0.5
+GPU_MIN_E2E_VS_DECODE = 0.8
+GPU_MAX_P95_HALF_LOAD_S = 2.0
 
 
 def services_env() -> dict[str, str]:
@@ -143,11 +145,20 @@ def main(argv: list[str] | None = None) -> int:
         _progress("embedded: the service without Kafka and Redis, burst vs front-end ceiling")
         from bench import embedded
 
+        embedded_settings = embedded.EmbeddedSettings(model_name=args.model)
+        if args.quick:
+            embedded_settings = dataclasses.replace(embedded_settings, events=4, latency_events=3)
         results["embedded"] = embedded.run(
-            embedded.EmbeddedSettings(model_name=args.model, events=4 if args.quick else 16),
+            embedded_settings,
             [data / v for v in EVENT_VIDEOS],
             detector,
+            data / embedded.LATENCY_SOURCE,
         )
+    for section in ("e2e", "embedded"):
+        if section in results and "model" in results:
+            results[section]["compute_bound"] = compute_bound(
+                results["model"], results[section]["frontend_ceiling"], dev.type
+            )
     results["wall_s"] = time.perf_counter() - started
     out = args.out or default_out(dev.type, args.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +166,31 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(results))
     print(f"raw results: {out}")
     return 0
+
+
+def compute_bound(
+    model: dict[str, Any], ceiling: dict[str, Any], device_type: str
+) -> dict[str, Any]:
+    """The events/s that the front end's and the model's measured compute allow together.
+
+    The model alone manages (engine path face-frames/s) / (sampled frames per event) events/s.
+    On a CPU it shares the cores with the front end, so the two add up per event:
+    1 / (1/front end + 1/model); on a GPU they run side by side: the slower of the two.
+    """
+    frames_per_event = ceiling["sampled_frames_per_s"] / ceiling["events_per_s"]
+    engine = model["variants"][model["engine_variant"]]["face_frames_per_s"]
+    model_events_per_s = engine / frames_per_event
+    frontend_events_per_s = ceiling["events_per_s"]
+    if device_type == "cpu":
+        bound = 1 / (1 / frontend_events_per_s + 1 / model_events_per_s)
+    else:
+        bound = min(frontend_events_per_s, model_events_per_s)
+    return {
+        "frames_per_event": frames_per_event,
+        "model_events_per_s": model_events_per_s,
+        "events_per_s": bound,
+        "shared_device": device_type == "cpu",
+    }
 
 
 def default_out(device_type: str, quick: bool) -> Path:
@@ -231,19 +267,18 @@ def summary(results: dict[str, Any]) -> str:
             )
     if "frontend" in results:
         lines.append(f"front end ({results['frontend']['detector']}), sampled frames/s:")
-        lines.append(
-            "  video                     res        decode  +detect     full  full, detect "
-            "every k (speed-up, crop diff)"
-        )
+        lines.append("  video                     res        decode  +detect     full")
         for v in results["frontend"]["videos"]:
-            mad = v["keyframes_crop_mad"]
             lines.append(
                 f"  {v['video']:<25} {v['resolution']:<9} {v['decode_only_fps']:>7.1f} "
-                f"{v['decode_detect_fps']:>8.1f} {v['full_fps']:>8.1f}  k={v['keyframes_every']}: "
-                f"{v['keyframes_fps']:.1f} ({v['keyframes_fps'] / v['full_fps']:.2f}x, "
-                + ("n/a" if mad is None else f"{mad:.1f} grey levels")
-                + ")"
+                f"{v['decode_detect_fps']:>8.1f} {v['full_fps']:>8.1f}"
             )
+            for name, lever in v["levers"].items():
+                mad = lever["crop_mad"]
+                lines.append(
+                    f"    full, {name:<24} {lever['full_fps']:>7.1f} ({lever['speedup']:.2f}x, "
+                    f"crops {'n/a' if mad is None else f'{mad:.1f} grey levels'} from default)"
+                )
     if "e2e" in results:
         e = results["e2e"]
         c = e["frontend_ceiling"]
@@ -277,6 +312,8 @@ def summary(results: dict[str, Any]) -> str:
             f"[CPU target >= {CPU_MIN_E2E_VS_FRONTEND}: "
             f"{_check(e['e2e_vs_frontend_ceiling'], CPU_MIN_E2E_VS_FRONTEND)}]"
         )
+        if "compute_bound" in e:
+            lines.append(_bound_line(e["compute_bound"], e["runs"][0]["loads"][0]["events_per_s"]))
         if "exactly_once" in e:
             eos = e["exactly_once"]
             lat = eos["burst"]["latency_s"]
@@ -293,21 +330,43 @@ def summary(results: dict[str, Any]) -> str:
                 f"{fp32['burst']['events_per_s']:.3f} events/s in fp32, "
                 f"auto is {fp32['auto_events_per_s_vs_fp32']:.2f}x"
             )
-        if "detect_every" in e:
-            keyed = e["detect_every"]
+        for lever in e.get("levers", []):
             lines.append(
-                f"  FAME_DETECT_EVERY={keyed['every']}, burst: "
-                f"{keyed['burst']['events_per_s']:.3f} events/s "
-                f"({keyed['events_per_s_vs_every_frame']:.2f}x detecting on every frame)"
+                f"  {lever['name']}, burst: {lever['burst']['events_per_s']:.3f} events/s "
+                f"({lever['events_per_s_vs_default']:.2f}x the default settings)"
             )
     if "embedded" in results:
         b = results["embedded"]
         lines.append(
-            f"embedded service (no Kafka/Redis), burst of {b['settings']['events']}: "
-            f"{b['events_per_s']:.3f} events/s vs front-end ceiling "
-            f"{b['frontend_ceiling']['events_per_s']:.3f} = {b['e2e_vs_frontend_ceiling']:.3f} "
-            f"({b['verdicts']} verdicts, {b['dead_letters']} dead letters)"
+            f"embedded service (no Kafka/Redis), burst of {b['events']}: "
+            f"{b['events_per_s']:.3f} events/s ({b['verdicts']} verdicts, {b['dead_letters']} "
+            f"dead letters); front-end ceiling {b['frontend_ceiling']['events_per_s']:.3f} "
+            f"(ratio {b['e2e_vs_frontend_ceiling']:.3f}), decode-only ceiling "
+            f"{b['decode_only_ceiling']['events_per_s']:.3f} (ratio "
+            f"{b['e2e_vs_decode_ceiling']:.3f}"
+            + (
+                f" [GPU target >= {GPU_MIN_E2E_VS_DECODE}: "
+                f"{_check(b['e2e_vs_decode_ceiling'], GPU_MIN_E2E_VS_DECODE)}])"
+                if cuda
+                else ")"
+            )
         )
+        if "compute_bound" in b:
+            lines.append(_bound_line(b["compute_bound"], b["events_per_s"]))
+        if b["latency"]:
+            most, paced = b["latency"]["burst"], b["latency"]["paced"]
+            lat = paced["latency_s"]
+            lines.append(
+                f"  {b['latency']['video']}: max {most['events_per_s']:.3f} events/s (burst of "
+                f"{most['events']}); paced at {100 * paced['offered_fraction_of_max']:.0f}%: "
+                f"latency p50/p95/p99 {lat['p50']:.2f}/{lat['p95']:.2f}/{lat['p99']:.2f} s"
+                + (
+                    f" [GPU target p95 < {GPU_MAX_P95_HALF_LOAD_S:.0f} s: "
+                    f"{_check(lat['p95'], GPU_MAX_P95_HALF_LOAD_S, higher_is_better=False)}]"
+                    if cuda
+                    else ""
+                )
+            )
     if "redis" in results:
         r = results["redis"]
         per = ", ".join(
@@ -320,6 +379,16 @@ def summary(results: dict[str, Any]) -> str:
             f"float16: {per} [target <= 32 KiB/track: {'MET' if r['meets_target'] else 'MISSED'}]"
         )
     return "\n".join(lines)
+
+
+def _bound_line(bound: dict[str, Any], events_per_s: float) -> str:
+    how = "sharing the CPU" if bound["shared_device"] else "the slower of the two"
+    return (
+        f"  compute bound (front-end ceiling and model, {how}): {bound['events_per_s']:.3f} "
+        f"events/s (model alone {bound['model_events_per_s']:.3f} at "
+        f"{bound['frames_per_event']:.1f} frames/event); burst / bound: "
+        f"{events_per_s / bound['events_per_s']:.2f}"
+    )
 
 
 def _device_name(results: dict[str, Any]) -> str:

@@ -47,6 +47,8 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
         detector_path=str(settings.detector_model) if settings.detector_model else None,
         crop_size_px=CROP_SIZE,
         detect_every=settings.detect_every,
+        det_size=settings.detect_size,
+        detector_threads=settings.detector_threads,
     )
 
 

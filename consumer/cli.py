@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from schemas.fields import to_safe_id
 
 if TYPE_CHECKING:
     from consumer.app import Service
+    from consumer.backends.local import LocalBroker
 
 log = logging.getLogger("consumer")
 
@@ -62,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--input",
         type=Path,
-        help="embedded: a JSONL file of VideoEvents, or a folder of videos (one event each)",
+        help=(
+            "embedded: a JSONL file of VideoEvents, a folder of videos (one event each), or - "
+            "for VideoEvents on standard input as they come (runs until end of input)"
+        ),
     )
     run.add_argument(
         "--output", type=Path, help="embedded: write verdicts and dead letters here (JSONL)"
@@ -159,10 +164,17 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     if settings.exactly_once:
         raise SystemExit("FAME_EXACTLY_ONCE needs Kafka transactions: not with --embedded")
     broker = LocalBroker()
-    events, roots = embedded_events(args.input)
-    settings = settings.model_copy(update={"file_roots": [*settings.file_roots, *roots]})
-    for event in events:
-        broker.append(settings.events_topic, None, event)
+    if str(args.input) == "-":
+        broker.expect_more()
+        feeder = threading.Thread(
+            target=_feed, args=(sys.stdin, broker, settings.events_topic), daemon=True
+        )
+        feeder.start()
+    else:
+        events, roots = embedded_events(args.input)
+        settings = settings.model_copy(update={"file_roots": [*settings.file_roots, *roots]})
+        for event in events:
+            broker.append(settings.events_topic, None, event)
     output: IO[str] = args.output.open("w") if args.output else sys.stdout
     source = LocalSource(broker, settings.events_topic, settings.group_id)
     sink = LocalSink(broker, mirror=output)
@@ -173,6 +185,16 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
         store=MemoryWindowStore(),
         exit_when_idle=True,
     )
+
+
+def _feed(lines: IO[str], broker: LocalBroker, topic: str) -> None:
+    """Each non-empty line as one event record, as it arrives; end of input ends the run."""
+    try:
+        for line in lines:
+            if line.strip():
+                broker.append(topic, None, line.rstrip("\n").encode())
+    finally:
+        broker.end_of_input()
 
 
 def embedded_events(path: Path) -> tuple[list[bytes], list[Path]]:

@@ -61,7 +61,21 @@ class Settings(BaseSettings):
     detect_every: int = Field(
         1, ge=1, le=8, description="detect faces on every k-th sampled frame, interpolate between"
     )
+    detect_size: int = Field(
+        640,
+        ge=128,
+        le=1280,
+        multiple_of=32,
+        description="long side of the face detector's input, px (smaller: faster, misses more "
+        "small faces)",
+    )
     workers: int = Field(2, ge=1, le=64, description="front-end worker processes")
+    detector_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="ONNX Runtime threads per front-end worker (0: the CPUs / FAME_WORKERS)",
+    )
     task_timeout_s: float = Field(120.0, gt=0)
     worker_memory_limit_mb: int | None = Field(None, ge=256)
 

@@ -63,3 +63,17 @@ def test_attribute_with_key_frame_detection(
     assert verdict["tracks"][0]["frames"] == 32  # every sampled frame still has its face
     with pytest.raises(SystemExit):
         main([*common, "--detect-every", "0"])
+
+
+def test_attribute_with_a_smaller_detector_input(
+    shared: Path, tiny_checkpoint: Path, detector: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    common = ["attribute", str(carphone), "--checkpoint", str(tiny_checkpoint)]
+    common += ["--detector", str(detector), "--json"]
+    assert main([*common, "--detect-size", "320"]) == 0
+    (verdict,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert verdict["status"] == "attributed"
+    assert verdict["tracks"][0]["frames"] == 32
+    with pytest.raises(SystemExit):
+        main([*common, "--detect-size", "300"])

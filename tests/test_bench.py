@@ -87,9 +87,11 @@ def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
     assert row["tracks"] >= 1
     assert row["decode_only_fps"] > row["decode_detect_fps"] > 0
     assert row["full_stage_ms"]["detect"] > 0
-    # detecting on every 2nd sampled frame: crops nearly the same (its speed is the bench's job)
-    assert row["keyframes_every"] == 2 and row["keyframes_detect_ms"] > 0
-    assert row["keyframes_crop_mad"] is not None and 0 <= row["keyframes_crop_mad"] < 10
+    # each lever keeps the crops close (another face would be tens of grey levels away)
+    assert set(row["levers"]) == set(frontend.LEVERS)
+    for lever in row["levers"].values():
+        assert lever["detect_ms"] > 0 and lever["speedup"] > 0
+        assert lever["crop_mad"] is not None and 0 <= lever["crop_mad"] < 20
 
 
 @pytest.mark.integration
@@ -148,8 +150,8 @@ def test_synth_separability_probe_refuses_fits_without_held_out_instances() -> N
         run_probe([1], 1e-3, faces, instances=2, fit_instances=(2,))
 
 
-def test_keyframe_fidelity_compares_labels_and_probabilities() -> None:
-    from bench.keyframe_fidelity import compare
+def test_fidelity_compares_labels_and_probabilities() -> None:
+    from bench.fidelity import compare
 
     def verdict(video: str, label: str, p_real: float) -> dict[str, object]:
         probabilities = {"real": p_real, "faceswap": 1 - p_real}
@@ -170,12 +172,29 @@ def test_embedded_bench_runs_the_service_without_kafka_or_redis(
 ) -> None:
     from bench import embedded
 
-    settings = embedded.EmbeddedSettings(model_name="fame_tiny", events=2, workers=1)
-    result = embedded.run(
-        settings, [shared / "data" / "samples" / "carphone_pristine.mp4"], detector
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    settings = embedded.EmbeddedSettings(
+        model_name="fame_tiny", events=2, latency_events=2, workers=1
     )
+    result = embedded.run(settings, [carphone], detector, latency_source=carphone)
     assert (result["verdicts"], result["dead_letters"]) == (2, 0)
     assert result["statuses"] == ["attributed"]
     assert result["events_per_s"] > 0 and result["e2e_vs_frontend_ceiling"] > 0
+    # decoding alone is faster than the whole service
+    assert 0 < result["e2e_vs_decode_ceiling"] < 1
+    burst, paced = result["latency"]["burst"], result["latency"]["paced"]
+    assert burst["verdicts"] == paced["verdicts"] == 2
+    assert paced["interval_s"] == pytest.approx(2 / burst["events_per_s"])
+    assert 0 < paced["latency_s"]["p50"] <= paced["latency_s"]["p95"]
     with pytest.raises(ValueError, match="events >= 2"):
         embedded.EmbeddedSettings(events=1)
+
+
+def test_end_to_end_levers_must_be_fame_settings() -> None:
+    from bench.end_to_end import EndToEndSettings
+
+    assert EndToEndSettings().compare_levers  # the full run compares some
+    with pytest.raises(ValueError, match="levers"):
+        EndToEndSettings(compare_levers=(("DETECT_SIZE=320",),))
+    with pytest.raises(ValueError, match="levers"):
+        EndToEndSettings(compare_levers=(("FAME_DETECT_SIZE",),))

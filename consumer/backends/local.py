@@ -1,7 +1,8 @@
 """An in-process broker with the same `Source`/`Sink` semantics as Kafka.
 
-Used by the embedded default (`fame-consumer run --embedded`: events from a JSONL file or a folder
-of videos, verdicts to stdout or a JSONL file) and by the contract tests. One consumer, all
+Used by the embedded default (`fame-consumer run --embedded`: events from a JSONL file, a folder
+of videos or standard input as it comes, verdicts to stdout or a JSONL file) and by the contract
+tests. One consumer, all
 partitions assigned to it; commits are kept per group like Kafka's, so a restarted source over the
 same broker resumes after the committed offset.
 """
@@ -28,6 +29,21 @@ class LocalBroker:
     _commits: dict[tuple[str, Partition], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _listeners: list[Callable[[str, bytes | None, bytes], None]] = field(default_factory=list)
+    _input_ended: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._input_ended.set()  # a finite input is all appended before the service starts
+
+    def expect_more(self) -> None:
+        """Records will keep arriving (a live feed) until `end_of_input`."""
+        self._input_ended.clear()
+
+    def end_of_input(self) -> None:
+        self._input_ended.set()
+
+    @property
+    def input_ended(self) -> bool:
+        return self._input_ended.is_set()
 
     def append(self, topic: str, key: bytes | None, value: bytes) -> Message:
         index = zlib.crc32(key) % self.partitions_per_topic if key is not None else 0
@@ -124,7 +140,7 @@ class LocalSource(Source):
         }
 
     def exhausted(self) -> bool:
-        return all(
+        return self._broker.input_ended and all(
             not self._broker.read(partition, position, 1)
             for partition, position in self._positions.items()
         )

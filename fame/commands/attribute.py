@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="detect faces on every K-th sampled frame, interpolate between (as FAME_DETECT_EVERY)",
     )
     parser.add_argument(
+        "--detect-size",
+        type=_detect_size,
+        default=640,
+        metavar="PX",
+        help="long side of the face detector's input, a multiple of 32 (as FAME_DETECT_SIZE)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
             detector_path=args.detector,
             crop_size_px=CROP_SIZE,  # as in training; the engine resizes for the model
             detect_every=args.detect_every,
+            det_size=args.detect_size,
         )
     )
     failures = 0
@@ -125,6 +133,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _detect_size(text: str) -> int:
+    value = int(text)
+    if not 128 <= value <= 1280 or value % 32:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 32 in [128, 1280], got {value}")
     return value
 
 

@@ -12,6 +12,7 @@ load, with a loud warning: it misses small and non-frontal faces.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from fame.errors import FameError, ModelMissingError
+from fame.faces.scrfd_graph import STRIDE, free_size_graph
 from schemas.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,14 @@ class FaceDetector(Protocol):
 
 
 class ScrfdDetector:
-    """SCRFD through `insightface.model_zoo.get_model`, on CUDA when it really runs there."""
+    """SCRFD through InsightFace's adapter, on CUDA when it really runs there.
+
+    The input is the frame fitted into ``det_size`` x ``det_size`` with its aspect kept, each
+    side rounded up to a multiple of 32: a 1280x720 frame runs at 640x384, not padded to
+    640x640. ``det_size`` is the long side: smaller is faster and misses more small faces.
+    Graphs exported at a fixed size are freed first (`fame.faces.scrfd_graph`); one that cannot
+    be freed runs at its native size whatever ``det_size`` says.
+    """
 
     def __init__(
         self,
@@ -62,25 +71,37 @@ class ScrfdDetector:
         det_size: int = 640,
         det_thresh: float = 0.5,
         providers: tuple[str, ...] | None = None,
+        threads: int = 0,
     ) -> None:
         if not 0.0 < det_thresh < 1.0:
             raise ValueError(f"det_thresh must be in (0, 1), got {det_thresh}")
-        if det_size <= 0 or det_size % 32:
+        if det_size <= 0 or det_size % STRIDE:
             raise ValueError(f"det_size must be a positive multiple of 32, got {det_size}")
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
         self.model_file = _onnx_file(Path(model_path))
         requested = providers if providers is not None else _preferred_providers()
-        self._model = _load_scrfd(self.model_file, requested)
-        self._model.prepare(0, input_size=(det_size, det_size), det_thresh=det_thresh)
+        self._model = _load_scrfd(self.model_file, requested, threads)
+        self._model.prepare(0, det_thresh=det_thresh)
+        self.native_size: tuple[int, int] | None = self._model.static_input_size
+        self.det_size = det_size
         self.provider = _check_providers(self._model.session.get_providers(), requested)
         self.name = f"scrfd:{self.model_file.name}@{self.provider}"
 
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """(width, height) of the detector input for a frame of this size."""
+        if self.native_size is not None:
+            return self.native_size
+        return fit_input_size(height, width, self.det_size)
+
     def detect(self, rgb: np.ndarray) -> Detections:
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        size = self.input_size(*rgb.shape[:2])
         try:
-            det, kps = self._model.detect(bgr)
+            det, kps = self._model.detect(bgr, input_size=size)
         except Exception as e:
             raise FameError(
-                f"SCRFD failed on a {rgb.shape} frame: {e}", code=ErrorCode.MODEL_ERROR
+                f"SCRFD failed on a {rgb.shape} frame at {size}: {e}", code=ErrorCode.MODEL_ERROR
             ) from e
         keypoints = None if kps is None else np.asarray(kps, dtype=np.float32).reshape(-1, 5, 2)
         return Detections(
@@ -88,6 +109,16 @@ class ScrfdDetector:
             scores=np.asarray(det[:, 4], dtype=np.float32).reshape(-1),
             keypoints=keypoints,
         )
+
+
+def fit_input_size(height: int, width: int, det_size: int) -> tuple[int, int]:
+    """(width, height): the frame scaled so its long side is ``det_size``, sides rounded up to
+    multiples of 32 (the padding SCRFD needs, and no more)."""
+    scale = det_size / max(height, width, 1)
+    return (
+        max(STRIDE, math.ceil(width * scale / STRIDE) * STRIDE),
+        max(STRIDE, math.ceil(height * scale / STRIDE) * STRIDE),
+    )
 
 
 class LbpCascadeDetector:
@@ -157,12 +188,18 @@ def load_detector(
     det_thresh: float = 0.5,
     allow_fallback: bool = True,
     providers: tuple[str, ...] | None = None,
+    threads: int = 0,
 ) -> FaceDetector:
-    """Load the detector once per process (a session costs ~1 s and tens of MB)."""
+    """Load the detector once per process (a session costs ~1 s and tens of MB). ``threads``:
+    ONNX Runtime's intra-op threads, 0 for its default (one per core)."""
     resolved = resolve_detector_path(path)
     if resolved is not None:
         return ScrfdDetector(
-            resolved, det_size=det_size, det_thresh=det_thresh, providers=providers
+            resolved,
+            det_size=det_size,
+            det_thresh=det_thresh,
+            providers=providers,
+            threads=threads,
         )
     if not allow_fallback:
         raise ModelMissingError(
@@ -198,22 +235,26 @@ def _preferred_providers() -> tuple[str, ...]:
     return (_CPU,)
 
 
-def _load_scrfd(model_file: Path, providers: tuple[str, ...]):  # type: ignore[no-untyped-def]
-    from insightface.model_zoo import get_model
+def _load_scrfd(model_file: Path, providers: tuple[str, ...], threads: int):  # type: ignore[no-untyped-def]
+    """InsightFace's SCRFD adapter over our own session: of the freed graph where possible."""
+    import onnxruntime
     from insightface.model_zoo.scrfd import SCRFD
 
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
     try:
-        model = get_model(str(model_file), providers=list(providers), download=False)
+        graph = free_size_graph(model_file)
+        source = graph if graph is not None else str(model_file)
+        session = onnxruntime.InferenceSession(source, options, providers=list(providers))
+        outputs = len(session.get_outputs())
+        if outputs not in (6, 9, 10, 15):
+            raise ValueError(f"{outputs} outputs, SCRFD has 6, 9, 10 or 15")
+        # without model_file the adapter runs every input size on this one session
+        return SCRFD(model_file=None, session=session)
     except Exception as e:
         raise FameError(
-            f"cannot load detector {model_file}: {e}", code=ErrorCode.MODEL_ERROR
+            f"cannot load {model_file} as an SCRFD detector: {e}", code=ErrorCode.MODEL_ERROR
         ) from e
-    if not isinstance(model, SCRFD):
-        raise FameError(
-            f"{model_file} is not an SCRFD detector (loaded as {type(model).__name__})",
-            code=ErrorCode.MODEL_ERROR,
-        )
-    return model
 
 
 def _check_providers(active: list[str], requested: tuple[str, ...]) -> str:

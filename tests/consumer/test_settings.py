@@ -27,11 +27,15 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     monkeypatch.setenv("FAME_FILE_ROOTS", '["/data/a", "/data/b"]')
     monkeypatch.setenv("FAME_MAX_IN_FLIGHT", "3")
     monkeypatch.setenv("FAME_DETECT_EVERY", "2")
+    monkeypatch.setenv("FAME_DETECT_SIZE", "320")
+    monkeypatch.setenv("FAME_DETECTOR_THREADS", "3")
     settings = Settings()
     assert settings.events_topic == "uploads"
     assert settings.file_roots == [Path("/data/a"), Path("/data/b")]
     assert settings.max_in_flight == 3
     assert frontend_config(settings).detect_every == 2
+    assert frontend_config(settings).det_size == 320
+    assert frontend_config(settings).detector_threads == 3
 
 
 @pytest.mark.parametrize(
@@ -39,6 +43,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     [
         ({"FAME_MAX_IN_FLIGHT": "0"}, "max_in_flight"),
         ({"FAME_DETECT_EVERY": "0"}, "detect_every"),
+        ({"FAME_DETECT_SIZE": "300"}, "detect_size"),
         ({"FAME_REDIS_URL": "http://redis:6379"}, "redis_url"),
         ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
         ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),

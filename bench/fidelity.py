@@ -1,11 +1,13 @@
-"""What detecting on every k-th frame (`FAME_DETECT_EVERY`) does to the verdicts.
+"""What the front end's speed levers do to the verdicts.
 
 Runs `fame attribute --json` with the default checkpoint over the shared face videos and two
-samples, once per k, and compares each k > 1 with k = 1: same video label, and the largest change
-of any class probability of the dominant track. Speed is `bench.run`'s job (front-end and
+samples, once with the default front end and once per lever: detecting on every k-th sampled
+frame (`--every`, as `FAME_DETECT_EVERY`) and a smaller detector input (`--size`, as
+`FAME_DETECT_SIZE`). Each lever is compared with the default: same video label, and the largest
+change of any class probability of the dominant track. Speed is `bench.run`'s job (front-end and
 end-to-end sections); this is the price in fidelity.
 
-    .venv/bin/python -m bench.keyframe_fidelity --every 2 3     # ~3 min on 2 cores
+    .venv/bin/python -m bench.fidelity --every 2 3 --size 320     # ~1 min per lever on 2 cores
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ("carphone_pristine.mp4", "bikes.mp4")
 
 
-def attribute(videos: list[Path], every: int) -> list[dict[str, Any]]:
+def attribute(videos: list[Path], options: list[str]) -> list[dict[str, Any]]:
     command = [sys.executable, "-m", "fame.cli", "attribute", *map(str, videos), "--json"]
-    out = subprocess.run(
-        [*command, "--detect-every", str(every)], check=True, capture_output=True, text=True
-    ).stdout
+    out = subprocess.run([*command, *options], check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
@@ -56,26 +56,33 @@ def compare(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.keyframe_fidelity",
+        prog="python -m bench.fidelity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--every", type=int, nargs="+", default=[2, 3], help="k values to test")
+    parser.add_argument(
+        "--every", type=int, nargs="*", default=[2, 3], help="FAME_DETECT_EVERY values to test"
+    )
+    parser.add_argument(
+        "--size", type=int, nargs="*", default=[320], help="FAME_DETECT_SIZE values to test"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     data = shared_dir() / "data"
     videos = sorted((data / "faces").glob("*.mp4")) + [data / "samples" / s for s in SAMPLES]
-    base = attribute(videos, 1)
-    rows = {str(k): compare(base, attribute(videos, k)) for k in args.every}
-    for k, row in rows.items():
+    levers = {f"detect_every={k}": ["--detect-every", str(k)] for k in args.every}
+    levers |= {f"detect_size={s}": ["--detect-size", str(s)] for s in args.size}
+    base = attribute(videos, [])
+    rows = {name: compare(base, attribute(videos, options)) for name, options in levers.items()}
+    for name, row in rows.items():
         print(
-            f"detect every {k}: same label {row['same_label']}/{row['videos']}, largest "
+            f"{name}: same label {row['same_label']}/{row['videos']}, largest "
             f"probability change {row['max_probability_change']:.3f} "
             f"(mean over videos {row['mean_max_probability_change']:.3f})"
         )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    out = args.out or REPO_ROOT / "bench" / "results" / f"keyframe-fidelity-{stamp}.json"
-    out.write_text(json.dumps({"checkpoint": base[0]["model"], "every": rows}, indent=2) + "\n")
+    out = args.out or REPO_ROOT / "bench" / "results" / f"fidelity-{stamp}.json"
+    out.write_text(json.dumps({"checkpoint": base[0]["model"], "levers": rows}, indent=2) + "\n")
     print(f"raw results: {out}")
     return 0
 

@@ -1,0 +1,43 @@
+"""The embedded broker: a finite input ends when read; a live feed only at its end of input."""
+
+from __future__ import annotations
+
+import io
+
+from consumer.backends.local import LocalBroker, LocalSource
+from consumer.cli import _feed
+
+
+def _source(broker: LocalBroker) -> LocalSource:
+    source = LocalSource(broker, "events", "group")
+    source.subscribe(lambda _: None, lambda _: None, lambda _: None)
+    return source
+
+
+def test_a_finite_input_is_exhausted_once_read() -> None:
+    broker = LocalBroker()
+    broker.append("events", None, b"a")
+    source = _source(broker)
+    assert not source.exhausted()
+    assert [m.value for m in source.poll(0, 10)] == [b"a"]
+    assert source.exhausted()
+
+
+def test_a_live_feed_is_not_exhausted_before_its_end_of_input() -> None:
+    broker = LocalBroker()
+    broker.expect_more()
+    source = _source(broker)
+    assert source.poll(0, 10) == [] and not source.exhausted()
+    broker.append("events", None, b"late")
+    assert [m.value for m in source.poll(0, 10)] == [b"late"]
+    assert not source.exhausted()
+    broker.end_of_input()
+    assert source.exhausted()
+
+
+def test_standard_input_lines_become_records_then_end_the_input() -> None:
+    broker = LocalBroker()
+    broker.expect_more()
+    _feed(io.StringIO('{"a": 1}\n\n  \nnot json\n'), broker, "events")
+    assert [m.value for m in broker.messages("events")] == [b'{"a": 1}', b"not json"]
+    assert broker.input_ended
