@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +33,7 @@ from typing import IO, Any
 from bench import frontend
 from bench.stats import percentiles, ratio
 from bench.untrained import make_checkpoint
+from fame.faces.frontend import available_cpus
 
 LATENCY_SOURCE = "faces/driving_d10.mp4"  # 512x512, 15 s at 30 fps: its first 10 s
 LATENCY_CLIP_S = 10.0
@@ -44,7 +45,8 @@ class EmbeddedSettings:
     events: int = 16
     latency_events: int = 6
     paced_fraction: float = 0.5
-    workers: int = 2
+    # one front-end process per CPU, each detector single-threaded (the service's default split)
+    workers: int = field(default_factory=available_cpus)
     detect_every: int = 1
     timeout_s: float = 600.0
 

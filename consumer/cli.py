@@ -167,7 +167,7 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     if str(args.input) == "-":
         broker.expect_more()
         feeder = threading.Thread(
-            target=_feed, args=(sys.stdin, broker, settings.events_topic), daemon=True
+            target=_feed, args=(sys.stdin.buffer, broker, settings.events_topic), daemon=True
         )
         feeder.start()
     else:
@@ -187,12 +187,13 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     )
 
 
-def _feed(lines: IO[str], broker: LocalBroker, topic: str) -> None:
-    """Each non-empty line as one event record, as it arrives; end of input ends the run."""
+def _feed(lines: IO[bytes], broker: LocalBroker, topic: str) -> None:
+    """Each non-empty line as one event record, as it arrives, bytes as they are (a line that is
+    not an event is dead-lettered, as from Kafka); end of input ends the run."""
     try:
         for line in lines:
             if line.strip():
-                broker.append(topic, None, line.rstrip("\n").encode())
+                broker.append(topic, None, line.rstrip(b"\r\n"))
     finally:
         broker.end_of_input()
 

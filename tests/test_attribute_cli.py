@@ -51,29 +51,26 @@ def test_attribute_without_a_checkpoint_names_the_missing_path(
     assert str(missing) in capsys.readouterr().err
 
 
-def test_attribute_with_key_frame_detection(
-    shared: Path, tiny_checkpoint: Path, detector: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("option", "good", "bad"),
+    [("--detect-every", "3", "0"), ("--detect-size", "320", "300")],
+    ids=["key-frame-detection", "smaller-detector-input"],
+)
+def test_attribute_with_a_front_end_speed_lever(
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    good: str,
+    bad: str,
 ) -> None:
     carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
     common = ["attribute", str(carphone), "--checkpoint", str(tiny_checkpoint)]
     common += ["--detector", str(detector), "--json"]
-    assert main([*common, "--detect-every", "3"]) == 0
+    assert main([*common, option, good]) == 0
     (verdict,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert verdict["status"] == "attributed"
     assert verdict["tracks"][0]["frames"] == 32  # every sampled frame still has its face
     with pytest.raises(SystemExit):
-        main([*common, "--detect-every", "0"])
-
-
-def test_attribute_with_a_smaller_detector_input(
-    shared: Path, tiny_checkpoint: Path, detector: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
-    common = ["attribute", str(carphone), "--checkpoint", str(tiny_checkpoint)]
-    common += ["--detector", str(detector), "--json"]
-    assert main([*common, "--detect-size", "320"]) == 0
-    (verdict,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert verdict["status"] == "attributed"
-    assert verdict["tracks"][0]["frames"] == 32
-    with pytest.raises(SystemExit):
-        main([*common, "--detect-size", "300"])
+        main([*common, option, bad])

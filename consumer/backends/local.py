@@ -2,9 +2,8 @@
 
 Used by the embedded default (`fame-consumer run --embedded`: events from a JSONL file, a folder
 of videos or standard input as it comes, verdicts to stdout or a JSONL file) and by the contract
-tests. One consumer, all
-partitions assigned to it; commits are kept per group like Kafka's, so a restarted source over the
-same broker resumes after the committed offset.
+tests. One consumer, all partitions assigned to it; commits are kept per group like Kafka's, so a
+restarted source over the same broker resumes after the committed offset.
 """
 
 from __future__ import annotations

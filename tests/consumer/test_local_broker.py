@@ -38,6 +38,6 @@ def test_a_live_feed_is_not_exhausted_before_its_end_of_input() -> None:
 def test_standard_input_lines_become_records_then_end_the_input() -> None:
     broker = LocalBroker()
     broker.expect_more()
-    _feed(io.StringIO('{"a": 1}\n\n  \nnot json\n'), broker, "events")
-    assert [m.value for m in broker.messages("events")] == [b'{"a": 1}', b"not json"]
+    _feed(io.BytesIO(b'{"a": 1}\r\n\n  \nnot \xff json\n'), broker, "events")
+    assert [m.value for m in broker.messages("events")] == [b'{"a": 1}', b"not \xff json"]
     assert broker.input_ended
