@@ -26,6 +26,7 @@ for name in av insightface pydantic pydantic_core annotated-types typing-inspect
     --platform manylinux2014_x86_64 -d .whl "$name==$(version "$name")"
 done
 
+rm -rf .gpu  # only what this call needs: the carry limit counts every byte
 mkdir -p .gpu/shared/data/samples .gpu/shared/data/faces .gpu/shared/models
 cp "$SHARED/data/samples/carphone_pristine.mp4" .gpu/shared/data/samples/
 cp "$SHARED"/data/faces/{driving_d0,driving_d10,driving_d11,driving_d18,driving_d19,source_s32}.mp4 \
@@ -33,6 +34,8 @@ cp "$SHARED"/data/faces/{driving_d0,driving_d10,driving_d11,driving_d18,driving_
 cp "$SHARED/models/scrfd_500m_bnkps.onnx" .gpu/shared/models/
 
 du -sh .whl .gpu
+echo "carried in all (repository files + .whl + .gpu), limit 64 MiB:"
+{ git ls-files -z | xargs -0 du -cb | tail -1; du -sb .whl .gpu; } | awk '{s += $1} END {printf "%.1f MiB\n", s / 1048576}'
 cat <<'EOF'
 device command (carry [".gpu", ".whl"]):
 set -o pipefail; export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 FAME_SHARED_DIR=.gpu/shared;
