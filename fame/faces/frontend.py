@@ -24,6 +24,7 @@ from fame.faces.align import align_face
 from fame.faces.detector import Detections, FaceDetector, load_detector
 from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
+from fame.video.ahead import DecodeAhead
 from fame.video.decode import DecodeLimits, SamplingPolicy, Video, VideoInfo
 from fame.video.fetch import FetchPolicy, fetch
 from fame.video.sandbox import SandboxPool
@@ -124,14 +125,10 @@ class FrontEnd:
             Video(path, self.config.limits) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
-            frames = video.frames(self.config.sampling)
-            while True:
-                started = time.perf_counter()
-                frame = next(frames, None)
-                timings_ms["decode"] += _ms_since(started)
-                if frame is None:
-                    break
-                run.add(frame.rgb, frame.index, frame.timestamp_s)
+            # "decode" is the decoding thread's own time, overlapped with detection
+            with DecodeAhead(video.frames(self.config.sampling), timings_ms, "decode") as frames:
+                for frame in frames:
+                    run.add(frame.rgb, frame.index, frame.timestamp_s)
             run.finish()
             info = video.info
         return FrontEndResult(
