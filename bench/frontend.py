@@ -4,9 +4,9 @@ All three stages use the service's sampling (8 fps by default), so "sampled fram
 like with like: decode-only still decodes every frame and keeps the sampled ones. The full front
 end then runs once per lever in `LEVERS` (detecting on every 2nd sampled frame,
 `FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both), with how far its crops
-move from the default settings. The ceiling is
-`FrontEndPool` (the service's worker processes) over a list of videos at once: the events/s the
-service could reach if everything after the front end were free.
+move from the default settings. The ceiling is `FrontEndPool` (the service's worker processes)
+over a list of videos at once: the events/s the service could reach if everything after the
+front end were free.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bench.stats import ratio
-from fame.faces.detector import FaceDetector, load_detector
+from fame.faces.detector import FaceDetector
 from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool, FrontEndResult
 
 
@@ -54,15 +54,9 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
         lever = dataclasses.replace(
             config, detect_every=settings.detect_every, det_size=settings.det_size
         )
-        if lever.det_size not in detectors:
-            detectors[lever.det_size] = load_detector(
-                lever.detector_path,
-                det_size=lever.det_size,
-                det_thresh=lever.det_thresh,
-                allow_fallback=False,
-                providers=lever.providers,
-            )
-        return FrontEnd(lever, detector=detectors[lever.det_size])
+        frontend = FrontEnd(lever, detector=detectors.get(lever.det_size))
+        detectors.setdefault(lever.det_size, frontend.detector)
+        return frontend
 
     frontend = build(Lever())
     levers = {name: build(settings) for name, settings in LEVERS.items()}
