@@ -72,7 +72,9 @@ def run(
         roots = {str(v.parent.resolve()) for v in [*videos, *([clip] if clip else [])]}
         env = {
             **os.environ,
-            "FAME_CHECKPOINT": str(make_checkpoint(work, settings.model_name)),
+            "FAME_CHECKPOINT": str(
+                make_checkpoint(work, settings.model_name, int8_videos=videos, detector=detector)
+            ),
             "FAME_DETECTOR_MODEL": str(detector),
             "FAME_FILE_ROOTS": json.dumps(sorted(roots)),
             "FAME_WORKERS": str(settings.workers),

@@ -38,6 +38,7 @@ from bench import frontend, machine
 from bench.stats import percentiles, ratio, shares
 from bench.untrained import make_checkpoint
 from fame.precision import resolve_precision
+from fame.quantize import find_int8_encoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONSUMER = [sys.executable, "-m", "consumer.cli", "run"]
@@ -61,10 +62,12 @@ class EndToEndSettings:
     workers_total: int = 2
     load_timeout_s: float = 240.0
     compare_exactly_once: bool = True  # one more 1-consumer burst with FAME_EXACTLY_ONCE
-    # one more 1-consumer burst with FAME_PRECISION=fp32 where the engine's auto picks bf16
-    compare_fp32: bool = True
-    # one more 1-consumer burst per lever: front-end settings that trade detection for speed
+    # one more 1-consumer burst per lever: the other model precisions (the checkpoint has an
+    # int8 encoder on a CPU, so auto is int8 there), and front-end settings that trade
+    # detection for speed
     compare_levers: tuple[tuple[str, ...], ...] = (
+        ("FAME_PRECISION=bf16",),
+        ("FAME_PRECISION=fp32",),
         ("FAME_DETECTOR_THREADS=2",),  # ONNX Runtime's own default on a 2-core machine
         ("FAME_DETECT_EVERY=2",),
         ("FAME_DETECT_SIZE=320",),
@@ -89,7 +92,6 @@ QUICK_END_TO_END = EndToEndSettings(
     paced_events=3,
     paced_fractions=(0.5,),
     compare_exactly_once=False,
-    compare_fp32=False,
     compare_levers=(),
 )
 
@@ -104,11 +106,13 @@ def run(
     """Front-end ceiling, then for each consumer count: burst and paced loads."""
     events = [videos[i % len(videos)] for i in range(settings.burst_events)]
     ceiling = frontend.ceiling(events, detector, settings.workers_total)
-    precision = resolve_precision("auto", machine.device())
-    compare_fp32 = settings.compare_fp32 and precision != "fp32"
     with tempfile.TemporaryDirectory(prefix="fame-bench-") as tmp:
         work = Path(tmp)
-        checkpoint = make_checkpoint(work, settings.model_name)
+        checkpoint = make_checkpoint(
+            work, settings.model_name, int8_videos=videos, detector=detector
+        )
+        has_int8 = find_int8_encoder(checkpoint) is not None
+        precision = resolve_precision("auto", machine.device(), int8_encoder=has_int8)
 
         def consumers(count: int, **mode: Any) -> dict[str, Any]:
             return _run_consumers(
@@ -118,8 +122,6 @@ def run(
         runs = [consumers(count) for count in settings.consumer_counts]
         if settings.compare_exactly_once:
             eos = consumers(1, exactly_once=True)
-        if compare_fp32:
-            fp32 = consumers(1, env_overrides={"FAME_PRECISION": "fp32"})
         levers = {
             " ".join(lever): consumers(1, env_overrides=dict(s.split("=", 1) for s in lever))
             for lever in settings.compare_levers
@@ -138,13 +140,6 @@ def run(
         result["exactly_once"] = {
             "burst": burst,
             "events_per_s_vs_at_least_once": ratio(burst["events_per_s"], first["events_per_s"]),
-        }
-    if compare_fp32:
-        burst = fp32["loads"][0]
-        result["fp32"] = {
-            "burst": burst,
-            "metrics": fp32["metrics"],
-            "auto_events_per_s_vs_fp32": ratio(first["events_per_s"], burst["events_per_s"]),
         }
     result["levers"] = [
         {

@@ -1,13 +1,16 @@
-"""What the front end's speed levers do to the verdicts.
+"""What the speed levers do to the verdicts.
 
 Runs `fame attribute --json` with the default checkpoint over the shared face videos and two
-samples, once with the default front end and once per lever: detecting on every k-th sampled
-frame (`--every`, as `FAME_DETECT_EVERY`) and a smaller detector input (`--size`, as
-`FAME_DETECT_SIZE`). Each lever is compared with the default: same video label, and the largest
-change of any class probability of the dominant track. Speed is `bench.run`'s job (front-end and
-end-to-end sections); this is the price in fidelity.
+samples, once with the default settings and once per lever: detecting on every k-th sampled
+frame (`--every`, as `FAME_DETECT_EVERY`), a smaller detector input (`--size`, as
+`FAME_DETECT_SIZE`) and another model precision (`--precision`, as `FAME_PRECISION`: the default
+`auto` is int8 on a CPU where the checkpoint has its int8 encoder). Each lever is compared with
+the default: same video label, and the largest change of any class probability of the dominant
+track. Speed is `bench.run`'s job (front-end and end-to-end sections); this is the price in
+fidelity.
 
     .venv/bin/python -m bench.fidelity --every 2 3 --size 320     # ~1 min per lever on 2 cores
+    .venv/bin/python -m bench.fidelity --every --size --precision fp32 bf16
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from fame.checkpoint import DEFAULT_CHECKPOINT
 from fame.faces.detector import shared_dir
+from fame.precision import resolve_precision
+from fame.quantize import find_int8_encoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ("carphone_pristine.mp4", "bikes.mp4")
@@ -66,12 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--size", type=int, nargs="*", default=[320], help="FAME_DETECT_SIZE values to test"
     )
+    parser.add_argument(
+        "--precision", nargs="*", default=[], help="FAME_PRECISION values to test (fp32 bf16 int8)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     data = shared_dir() / "data"
     videos = sorted((data / "faces").glob("*.mp4")) + [data / "samples" / s for s in SAMPLES]
     levers = {f"detect_every={k}": ["--detect-every", str(k)] for k in args.every}
     levers |= {f"detect_size={s}": ["--detect-size", str(s)] for s in args.size}
+    levers |= {f"precision={p}": ["--precision", p] for p in args.precision}
     base = attribute(videos, [])
     rows = {name: compare(base, attribute(videos, options)) for name, options in levers.items()}
     for name, row in rows.items():
@@ -82,7 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     out = args.out or REPO_ROOT / "bench" / "results" / f"fidelity-{stamp}.json"
-    out.write_text(json.dumps({"checkpoint": base[0]["model"], "levers": rows}, indent=2) + "\n")
+    default_precision = resolve_precision(
+        "auto", torch.device("cpu"), find_int8_encoder(DEFAULT_CHECKPOINT) is not None
+    )
+    report = {"checkpoint": base[0]["model"], "default_precision": default_precision}
+    report["levers"] = rows
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"raw results: {out}")
     return 0
 

@@ -5,17 +5,23 @@ Inputs are normalised float tensors already on the device, so the numbers are th
 batched path is the one `fame.inference.InferenceEngine` runs: ``embed_frames`` over all frames
 of the batch (channels-last), then ``classify_embeddings`` over the windows; where the engine's
 ``auto`` precision picks bf16 (CUDA, CPUs with native bf16) it adds the bf16-autocast variant, and
-on CUDA, where it compiles, ``torch.compile`` of the encoder with CUDA graphs.
+on CUDA, where it compiles, ``torch.compile`` of the encoder with CUDA graphs. On a CPU it adds
+the int8 encoder (`fame.quantize`, calibrated here on random crops: speed does not depend on
+the scales), which the engine runs wherever `fame quantize` has been run for the checkpoint, as
+the end-to-end benchmark does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.machine import synchronize
@@ -90,9 +96,9 @@ def run(settings: ModelBenchSettings, dev: torch.device, peak_flops: float) -> d
         "peak_flops_used": peak_flops,
         "variants": variants,
         "best_variant": best_name,
-        # what the service's engine runs at this batch size (channels-last, auto precision)
-        "engine_variant": f"batched{settings.batch_clips}_{resolve_precision('auto', dev)}"
-        "_channels_last",
+        # what the service's engine runs at this batch size (auto precision; on a CPU the
+        # checkpoint has an int8 encoder, as in the end-to-end benchmark)
+        "engine_variant": _engine_variant(settings.batch_clips, dev),
         "failed_variants": failures,
         "best_vs_batch1_ratio": ratio(variants[best_name]["face_frames_per_s"], baseline),
         "embed_once_reuse": _reuse(model, config, settings, dev),
@@ -124,9 +130,10 @@ def _variants(
         memory_format=torch.channels_last
     )
     yield f"batched{b}_fp32_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=False)
-    if resolve_precision("auto", dev) == "bf16":  # what the engine runs here by default
+    if resolve_precision("auto", dev) == "bf16":  # the torch path's precision here
         yield f"batched{b}_bf16_channels_last", b, _batched(cl_model, frames, b, t, dev, bf16=True)
     if dev.type != "cuda":
+        yield f"batched{b}_int8_onnxruntime", b, _int8_batched(model, frames, b, t)
         return
     for big in settings.cuda_batch_clips:
         big_frames = torch.randn(big * t, 3, size, size, device=dev).contiguous(
@@ -168,6 +175,34 @@ def _batched(
             embeddings = model.embed_frames(frames)
             model.classify_embeddings(embeddings.view(clips, clip_len, -1))
         synchronize(dev)
+
+    return step
+
+
+def _engine_variant(clips: int, dev: torch.device) -> str:
+    precision = resolve_precision("auto", dev, int8_encoder=dev.type == "cpu")
+    if precision == "int8":
+        return f"batched{clips}_int8_onnxruntime"
+    return f"batched{clips}_{precision}_channels_last"
+
+
+def _int8_batched(
+    model: FAME, frames: torch.Tensor, clips: int, clip_len: int
+) -> Callable[[], None]:
+    """The engine's int8 path: the int8 encoder on ONNX Runtime, then the fp32 classifier."""
+    from fame.quantize import Int8Encoder, quantize_encoder
+
+    size = model.config.img_size
+    calibration = np.random.default_rng(0).integers(0, 255, (32, size, size, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory(prefix="fame-int8-") as tmp:
+        path = quantize_encoder(model, "bench", calibration, Path(tmp) / "encoder.onnx").path
+        encoder = Int8Encoder(path, "bench", threads=torch.get_num_threads())
+    batch = np.ascontiguousarray(frames.cpu().numpy())
+
+    def step() -> None:
+        embeddings = torch.from_numpy(encoder(batch))
+        with torch.inference_mode():
+            model.classify_embeddings(embeddings.view(clips, clip_len, -1))
 
     return step
 
@@ -226,7 +261,7 @@ def _reuse(
 def _scaling(
     config: FAMEConfig, settings: ModelBenchSettings, dev: torch.device
 ) -> list[dict[str, Any]]:
-    """Cost of one clip (the batched path, in the engine's auto precision) as T grows at the
+    """Cost of one clip (the batched torch path, bf16 where native) as T grows at the
     default crop, and as the crop grows at the default T: FLOPs from the counter, seconds
     measured. One clip per call on a CPU; `cuda_scaling_clips` per call on a GPU, which one
     clip leaves launch-bound."""

@@ -283,7 +283,8 @@ def summary(results: dict[str, Any]) -> str:
         e = results["e2e"]
         c = e["frontend_ceiling"]
         lines.append(
-            f"end to end (model {e['model_name']}, Kafka + Redis); front-end-only ceiling "
+            f"end to end (model {e['model_name']} in {e['precision']}, Kafka + Redis); "
+            "front-end-only ceiling "
             f"{c['events_per_s']:.3f} events/s ({c['workers']} workers)"
         )
         for run in e["runs"]:
@@ -322,13 +323,6 @@ def summary(results: dict[str, Any]) -> str:
                 f"{eos['burst']['events_per_s']:.3f} events/s "
                 f"({eos['events_per_s_vs_at_least_once']:.2f}x at-least-once), "
                 f"p50/p95 {lat['p50']:.1f}/{lat['p95']:.1f} s"
-            )
-        if "fp32" in e:
-            fp32 = e["fp32"]
-            lines.append(
-                f"  precision {e['precision']} (auto) vs FAME_PRECISION=fp32, burst: "
-                f"{fp32['burst']['events_per_s']:.3f} events/s in fp32, "
-                f"auto is {fp32['auto_events_per_s_vs_fp32']:.2f}x"
             )
         for lever in e.get("levers", []):
             lines.append(

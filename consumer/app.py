@@ -28,6 +28,7 @@ from fame.checkpoint import load_checkpoint, resolve_checkpoint
 from fame.data.cache import CROP_SIZE
 from fame.faces.frontend import FrontEndConfig, FrontEndPool
 from fame.inference import InferenceEngine
+from fame.quantize import find_int8_encoder
 from fame.video.decode import SamplingPolicy
 from fame.video.fetch import FetchPolicy
 
@@ -74,7 +75,8 @@ class Service:
     def build(self) -> Service:
         settings = self.settings
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, meta = load_checkpoint(resolve_checkpoint(settings.checkpoint), device=device)
+        checkpoint = resolve_checkpoint(settings.checkpoint)
+        model, meta = load_checkpoint(checkpoint, device=device)
         if settings.window_stride > meta.clip_len:
             raise ValueError(
                 f"FAME_WINDOW_STRIDE={settings.window_stride} exceeds the model's clip length "
@@ -89,6 +91,7 @@ class Service:
             settings.max_wait_ms,
             observer=self.metrics.observe_batch,
             precision=settings.precision,
+            int8_encoder=find_int8_encoder(checkpoint, settings.int8_encoder),
         )
         log.info(
             "model %s %s on %s (%s), classes %s",

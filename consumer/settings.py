@@ -52,6 +52,9 @@ class Settings(BaseSettings):
 
     # Models and the front end
     checkpoint: Path | None = Field(None, description="FAME checkpoint (.pt)")
+    int8_encoder: Path | None = Field(
+        None, description="int8 encoder (default: the checkpoint's .int8.onnx sidecar, if any)"
+    )
     detector_model: Path | None = Field(None, description="SCRFD .onnx or InsightFace pack dir")
     file_roots: list[Path] = Field(default_factory=list, description="roots for file:// sources")
     allow_private_addresses: bool = False
@@ -83,8 +86,10 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(8, ge=1, le=1024)
     max_batch: int = Field(64, ge=1, le=4096, description="windows per model call")
     max_wait_ms: float = Field(10.0, ge=0, le=1000)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="model precision: auto = bf16 on CUDA and bf16-capable CPUs"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        "auto",
+        description="model precision: auto = bf16 on CUDA; on CPUs int8 where the checkpoint "
+        "has an int8 encoder, else bf16 where native, else fp32",
     )
     max_attempts: int = Field(4, ge=1, le=20)
     retry_base_ms: float = Field(200.0, gt=0)

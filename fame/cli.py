@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "evaluate",
     "export",
+    "quantize",
     "attribute",
     "synth",
 )

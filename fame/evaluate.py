@@ -25,8 +25,10 @@ from fame import aggregate, metrics
 from fame.checkpoint import CheckpointMeta
 from fame.data.cache import TrackRecord, TrackStore
 from fame.data.clips import SlidingWindowClips, to_model_input
+from fame.errors import ModelMissingError
 from fame.model import FAME
 from fame.precision import Precision, resolve_precision
+from fame.quantize import Int8Encoder
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,17 @@ def predict_windows(
     device: str | torch.device = "cpu",
     progress: bool = True,
     precision: Precision = "auto",
+    int8_encoder: Int8Encoder | None = None,
 ) -> WindowPredictions:
     """Every window's probabilities and attention, in the precision the service would use."""
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     rows: list[tuple[torch.Tensor, ...]] = []
     device = torch.device(device)
-    use_bf16 = resolve_precision(precision, device) == "bf16"
+    resolved = resolve_precision(precision, device, int8_encoder is not None)
+    use_bf16 = resolved == "bf16"
+    if resolved == "int8" and int8_encoder is None:
+        raise ModelMissingError("precision int8 needs the checkpoint's int8 encoder: fame quantize")
     for crops, mask, labels, tracks, frames in tqdm(
         loader, disable=not progress, unit="batch", desc="predict", leave=False
     ):
@@ -70,13 +76,30 @@ def predict_windows(
             torch.inference_mode(),
             torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16),
         ):
-            logits, attention = model(x, mask.to(device))
+            if resolved == "int8" and int8_encoder is not None:
+                embedded = int8_encoder(x.flatten(0, 1).cpu().numpy())
+                e = torch.from_numpy(embedded).to(device).view(*x.shape[:2], -1)
+                logits, attention = model.classify_embeddings(e, mask.to(device))
+            else:
+                logits, attention = model(x, mask.to(device))
         probs = torch.softmax(logits.float(), dim=1)
         rows.append((probs.cpu(), labels, tracks, frames, attention.float().cpu()))
     cols = [torch.cat(col).numpy() for col in zip(*rows, strict=True)]
     return WindowPredictions(
         cols[0].astype(np.float64), cols[1], cols[2], cols[3], cols[4].astype(np.float64)
     )
+
+
+def _int8(
+    meta: CheckpointMeta,
+    path: str | Path | None,
+    precision: Precision,
+    device: str | torch.device,
+) -> Int8Encoder | None:
+    """The int8 encoder where the precision resolves to int8 with one at ``path``."""
+    if path is None or resolve_precision(precision, torch.device(device), True) != "int8":
+        return None
+    return Int8Encoder(path, meta.sha256, threads=torch.get_num_threads())
 
 
 def classification_report(
@@ -167,6 +190,7 @@ def evaluate(
     figures_dir: str | Path | None = None,
     progress: bool = True,
     precision: Precision = "auto",
+    int8_encoder: str | Path | None = None,
 ) -> dict[str, Any]:
     """The JSON report; with ``figures_dir``, confusion-matrix PNGs are written there."""
     if not records:
@@ -176,7 +200,13 @@ def evaluate(
     stride_frames = stride or max(1, clip_len // 2)
     dataset = SlidingWindowClips(records, TrackStore(cache_dir), classes, clip_len, stride_frames)
     windows = predict_windows(
-        model, dataset, batch_size=batch_size, device=device, progress=progress, precision=precision
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        precision=precision,
+        int8_encoder=_int8(meta, int8_encoder, precision, device),
     )
     tracks = windows.track_probs(len(records))
     video = video_results(records, tracks, classes, meta.unknown_threshold)
@@ -185,7 +215,7 @@ def evaluate(
         "model_name": meta.model_name,
         "classes": list(classes),
         "stride_frames": stride_frames,
-        "precision": resolve_precision(precision, torch.device(device)),
+        "precision": resolve_precision(precision, torch.device(device), int8_encoder is not None),
         **_level_reports(windows, video, records, classes),
         "by_crf": {},
     }
@@ -232,6 +262,7 @@ def open_set_report(
     device: str | torch.device = "cpu",
     progress: bool = True,
     precision: Precision = "auto",
+    int8_encoder: str | Path | None = None,
 ) -> dict[str, Any]:
     """How well the unknown-generator score separates videos of a generator the model never saw
     (`held_out`, positives) from videos of the generators it knows (negatives).
@@ -257,7 +288,13 @@ def open_set_report(
         scored, TrackStore(cache_dir), classes, clip_len, stride or max(1, clip_len // 2)
     )
     windows = predict_windows(
-        model, dataset, batch_size=batch_size, device=device, progress=progress, precision=precision
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        precision=precision,
+        int8_encoder=_int8(meta, int8_encoder, precision, device),
     )
     video = video_results(scored, windows.track_probs(len(scored)), classes, meta.unknown_threshold)
     original = {r.video: (r.label, r.crf) for r in fakes}

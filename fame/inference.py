@@ -7,7 +7,8 @@ empty), runs the model, and hands each caller its slice. Under load the queue is
 batches fill without waiting; when idle a lone request waits at most `max_wait_ms`. Each frame is
 embedded once: windows reuse the per-frame embeddings (`FAME.embed_frames` /
 `FAME.classify_embeddings`). Inputs are channels-last; the precision follows `fame.precision`
-(bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere).
+(bf16 autocast on CUDA; on a CPU the int8 encoder of `fame.quantize` where the checkpoint has
+one, else bf16 with native bf16, else fp32).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,9 +28,10 @@ from numpy.typing import NDArray
 
 from fame.checkpoint import CheckpointMeta
 from fame.data.clips import to_model_input
-from fame.errors import FameError
+from fame.errors import FameError, ModelMissingError
 from fame.model import FAME
 from fame.precision import Precision, resolve_precision
+from fame.quantize import Int8Encoder
 from schemas.errors import ErrorCode
 
 
@@ -44,7 +47,11 @@ BatchObserver = Callable[[str, int, float], None]  # (kind, items, seconds)
 
 
 class InferenceEngine:
-    """Thread-safe facade; `close()` stops the model thread after the queued work."""
+    """Thread-safe facade; `close()` stops the model thread after the queued work.
+
+    ``int8_encoder``: the checkpoint's int8 encoder file (`fame.quantize.find_int8_encoder`),
+    used where the precision resolves to int8.
+    """
 
     def __init__(
         self,
@@ -55,6 +62,7 @@ class InferenceEngine:
         max_wait_ms: float = 10.0,
         observer: BatchObserver | None = None,
         precision: Precision = "auto",
+        int8_encoder: str | Path | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -65,8 +73,16 @@ class InferenceEngine:
         self.max_frames = max_batch * meta.clip_len
         self.max_wait_s = max_wait_ms / 1000.0
         self._observer = observer
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, int8_encoder is not None)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self._int8: Int8Encoder | None = None
+        if self.precision == "int8":
+            if int8_encoder is None:
+                raise ModelMissingError(
+                    "precision int8 needs the checkpoint's int8 encoder: "
+                    "`fame quantize --checkpoint CKPT --videos DIR` writes it beside the checkpoint"
+                )
+            self._int8 = Int8Encoder(int8_encoder, meta.sha256, threads=torch.get_num_threads())
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="fame-engine", daemon=True)
         self._thread.start()
@@ -169,8 +185,11 @@ class InferenceEngine:
         crops = torch.from_numpy(np.concatenate([r.payload[0] for r in batch]))
         # the same normalisation and resize as training (crops come at the cache's size)
         x = to_model_input(self.model, crops.to(self.device, non_blocking=True)[None])[0]
-        x = x.contiguous(memory_format=torch.channels_last)
-        embeddings = self.model.embed_frames(x).float().cpu().numpy()
+        if self._int8 is not None:
+            embeddings = self._int8(x.numpy())
+        else:
+            x = x.contiguous(memory_format=torch.channels_last)
+            embeddings = self.model.embed_frames(x).float().cpu().numpy()
         return _split(embeddings, [r.items for r in batch])
 
     def _classify_batch(

@@ -34,10 +34,11 @@ def test_model_bench_runs_tiny_and_counts_reuse() -> None:
         compile=False,
     )
     result = run_model(settings, torch.device("cpu"), peak_flops=1e11)
-    expected = {"eager_fp32_batch1", "batched2_fp32_channels_last"}
-    if resolve_precision("auto", torch.device("cpu")) == "bf16":  # the engine's choice here
+    expected = {"eager_fp32_batch1", "batched2_fp32_channels_last", "batched2_int8_onnxruntime"}
+    if resolve_precision("auto", torch.device("cpu")) == "bf16":  # the torch path's choice here
         expected.add("batched2_bf16_channels_last")
     assert set(result["variants"]) == expected
+    assert result["engine_variant"] == "batched2_int8_onnxruntime"  # benches quantize on a CPU
     assert all(v["face_frames_per_s"] > 0 for v in result["variants"].values())
     assert result["flops_per_frame"] > 0
     reuse = result["embed_once_reuse"]

@@ -57,9 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=("auto", "fp32", "bf16", "int8"),
         default="auto",
-        help="model precision (auto: bf16 on CUDA and on CPUs with native bf16)",
+        help=(
+            "model precision (auto: bf16 on CUDA; on a CPU int8 where the checkpoint has an "
+            "int8 encoder beside it, else bf16 where native, else fp32)"
+        ),
     )
     parser.add_argument("--json", action="store_true", help="one JSON verdict per line")
     parser.set_defaults(func=run)
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from fame.errors import FameError
     from fame.faces.frontend import FrontEnd, FrontEndConfig
     from fame.inference import InferenceEngine
+    from fame.quantize import find_int8_encoder
     from fame.video.decode import SamplingPolicy
     from fame.video.fetch import FetchPolicy
     from fame.windows import VideoState
@@ -82,13 +86,20 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model, meta = load_checkpoint(resolve_checkpoint(args.checkpoint), device=device)
+        checkpoint = resolve_checkpoint(args.checkpoint)
+        model, meta = load_checkpoint(checkpoint, device=device)
+        engine = InferenceEngine(
+            model,
+            meta,
+            device,
+            precision=args.precision,
+            int8_encoder=find_int8_encoder(checkpoint),
+        )
     except FameError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     identity = ModelIdentity.from_meta(meta)
     stride = args.stride or max(1, meta.clip_len // 2)
-    engine = InferenceEngine(model, meta, device, precision=args.precision)
     roots = tuple({video.resolve().parent for video in args.videos})
     frontend = FrontEnd(
         FrontEndConfig(

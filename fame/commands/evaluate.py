@@ -27,9 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=("auto", "fp32", "bf16", "int8"),
         default="auto",
-        help="as the service's FAME_PRECISION (auto: bf16 on CUDA and on CPUs with native bf16)",
+        help=(
+            "as the service's FAME_PRECISION (auto: bf16 on CUDA; on a CPU int8 where the "
+            "checkpoint has an int8 encoder beside it, else bf16 where native, else fp32)"
+        ),
     )
     parser.add_argument(
         "--held-out-class",
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from fame.checkpoint import load_checkpoint
     from fame.data.cache import read_index
     from fame.evaluate import evaluate, open_set_report
+    from fame.quantize import find_int8_encoder
     from fame.train import resolve_device
 
     report_path = Path(args.report)
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"fame evaluate: no tracks in split {args.split!r} of {cache}")
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
+    int8_encoder = find_int8_encoder(args.checkpoint)
     if args.held_out_class in meta.classes:
         raise SystemExit(
             f"fame evaluate: --held-out-class {args.held_out_class!r} is one of the checkpoint's "
@@ -79,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         figures_dir=report_path.parent,
         precision=args.precision,
+        int8_encoder=int8_encoder,
     )
     report["split"] = args.split
     if args.held_out_class:
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
             precision=args.precision,
+            int8_encoder=int8_encoder,
         )
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2))

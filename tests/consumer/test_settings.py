@@ -29,7 +29,11 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     monkeypatch.setenv("FAME_DETECT_EVERY", "2")
     monkeypatch.setenv("FAME_DETECT_SIZE", "320")
     monkeypatch.setenv("FAME_DETECTOR_THREADS", "3")
+    monkeypatch.setenv("FAME_PRECISION", "int8")
+    monkeypatch.setenv("FAME_INT8_ENCODER", "/models/fame.int8.onnx")
     settings = Settings()
+    assert settings.precision == "int8"
+    assert settings.int8_encoder == Path("/models/fame.int8.onnx")
     assert settings.events_topic == "uploads"
     assert settings.file_roots == [Path("/data/a"), Path("/data/b")]
     assert settings.max_in_flight == 3
@@ -44,6 +48,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
         ({"FAME_MAX_IN_FLIGHT": "0"}, "max_in_flight"),
         ({"FAME_DETECT_EVERY": "0"}, "detect_every"),
         ({"FAME_DETECT_SIZE": "300"}, "detect_size"),
+        ({"FAME_PRECISION": "fp16"}, "precision"),
         ({"FAME_REDIS_URL": "http://redis:6379"}, "redis_url"),
         ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
         ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),

@@ -1,0 +1,103 @@
+"""`fame quantize`: the checkpoint's int8 encoder for CPU inference, calibrated on face videos.
+
+Runs the front end over the given videos (as the service would), takes aligned crops spread
+evenly over them, calibrates and writes `<checkpoint>.int8.onnx` beside the checkpoint, where
+`FAME_PRECISION=auto` on a CPU picks it up. Prints one JSON line with the embedding error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+DEFAULT_CROPS = 256
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "quantize",
+        help="write the checkpoint's int8 encoder for CPU inference (calibrated on videos)",
+        description=(
+            "Calibrate an int8 copy of the checkpoint's VGG encoder on aligned face crops from "
+            "VIDEOS (files or folders) and write it beside the checkpoint as <name>.int8.onnx. "
+            "On a CPU the service, `fame attribute` and `fame evaluate` then run the encoder in "
+            "int8 (FAME_PRECISION=auto or int8). Use videos like the ones the service will see "
+            "(the checkpoint's training videos are a good choice)."
+        ),
+    )
+    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="FAME checkpoint (default: $FAME_CHECKPOINT, then checkpoints/fame_default.pt)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output file (default: beside the checkpoint)"
+    )
+    parser.add_argument(
+        "--crops",
+        type=int,
+        default=DEFAULT_CROPS,
+        help=f"calibration crops, spread evenly over the videos (default {DEFAULT_CROPS})",
+    )
+    parser.add_argument(
+        "--detector",
+        default=os.environ.get("FAME_DETECTOR_MODEL"),
+        help="SCRFD .onnx or InsightFace pack dir (default: $FAME_DETECTOR_MODEL, then shared/)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fame.checkpoint import load_checkpoint, resolve_checkpoint
+    from fame.data.cache import CROP_SIZE
+    from fame.faces.frontend import FrontEnd, FrontEndConfig
+    from fame.quantize import calibration_crops, quantize_encoder, sidecar_path
+    from fame.video.fetch import FetchPolicy
+
+    if args.crops < 1:
+        raise SystemExit("fame quantize: --crops must be >= 1")
+    videos = _video_files(args.videos)
+    if not videos:
+        raise SystemExit("fame quantize: no videos among the given paths")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(checkpoint)
+    frontend = FrontEnd(
+        FrontEndConfig(
+            fetch=FetchPolicy(file_roots=tuple({v.resolve().parent for v in videos})),
+            detector_path=args.detector,
+            crop_size_px=CROP_SIZE,  # as in training and in the service
+        )
+    )
+    crops = calibration_crops(frontend, videos, args.crops)
+    if len(crops) == 0:
+        raise SystemExit("fame quantize: no faces found in the given videos")
+    report = quantize_encoder(model, meta.sha256, crops, args.out or sidecar_path(checkpoint))
+    print(
+        json.dumps(
+            {
+                "out": str(report.path),
+                "checkpoint_sha256": report.checkpoint_sha256,
+                "videos": len(videos),
+                "calibration_crops": report.calibration_crops,
+                "embedding_rel_l2": round(report.embedding_rel_l2, 5),
+            }
+        )
+    )
+    return 0
+
+
+def _video_files(paths: list[Path]) -> list[Path]:
+    from fame.data.adapters import VIDEO_SUFFIXES
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"fame quantize: {path} does not exist")
+    return files
