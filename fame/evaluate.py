@@ -28,7 +28,7 @@ from fame.data.clips import SlidingWindowClips, to_model_input
 from fame.errors import ModelMissingError
 from fame.model import FAME
 from fame.precision import Precision, resolve_precision
-from fame.quantize import Int8Encoder
+from fame.quantize import Int8Encoder, select_precision
 
 
 @dataclass(frozen=True)
@@ -88,18 +88,6 @@ def predict_windows(
     return WindowPredictions(
         cols[0].astype(np.float64), cols[1], cols[2], cols[3], cols[4].astype(np.float64)
     )
-
-
-def _int8(
-    meta: CheckpointMeta,
-    path: str | Path | None,
-    precision: Precision,
-    device: str | torch.device,
-) -> Int8Encoder | None:
-    """The int8 encoder where the precision resolves to int8 with one at ``path``."""
-    if path is None or resolve_precision(precision, torch.device(device), True) != "int8":
-        return None
-    return Int8Encoder(path, meta.sha256, threads=torch.get_num_threads())
 
 
 def classification_report(
@@ -199,14 +187,15 @@ def evaluate(
     clip_len = model.config.clip_len
     stride_frames = stride or max(1, clip_len // 2)
     dataset = SlidingWindowClips(records, TrackStore(cache_dir), classes, clip_len, stride_frames)
+    resolved, encoder = select_precision(precision, torch.device(device), int8_encoder, meta.sha256)
     windows = predict_windows(
         model,
         dataset,
         batch_size=batch_size,
         device=device,
         progress=progress,
-        precision=precision,
-        int8_encoder=_int8(meta, int8_encoder, precision, device),
+        precision=resolved,
+        int8_encoder=encoder,
     )
     tracks = windows.track_probs(len(records))
     video = video_results(records, tracks, classes, meta.unknown_threshold)
@@ -215,7 +204,7 @@ def evaluate(
         "model_name": meta.model_name,
         "classes": list(classes),
         "stride_frames": stride_frames,
-        "precision": resolve_precision(precision, torch.device(device), int8_encoder is not None),
+        "precision": resolved,
         **_level_reports(windows, video, records, classes),
         "by_crf": {},
     }
@@ -287,14 +276,15 @@ def open_set_report(
     dataset = SlidingWindowClips(
         scored, TrackStore(cache_dir), classes, clip_len, stride or max(1, clip_len // 2)
     )
+    resolved, encoder = select_precision(precision, torch.device(device), int8_encoder, meta.sha256)
     windows = predict_windows(
         model,
         dataset,
         batch_size=batch_size,
         device=device,
         progress=progress,
-        precision=precision,
-        int8_encoder=_int8(meta, int8_encoder, precision, device),
+        precision=resolved,
+        int8_encoder=encoder,
     )
     video = video_results(scored, windows.track_probs(len(scored)), classes, meta.unknown_threshold)
     original = {r.video: (r.label, r.crf) for r in fakes}

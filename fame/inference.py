@@ -28,10 +28,10 @@ from numpy.typing import NDArray
 
 from fame.checkpoint import CheckpointMeta
 from fame.data.clips import to_model_input
-from fame.errors import FameError, ModelMissingError
+from fame.errors import FameError
 from fame.model import FAME
-from fame.precision import Precision, resolve_precision
-from fame.quantize import Int8Encoder
+from fame.precision import Precision
+from fame.quantize import select_precision
 from schemas.errors import ErrorCode
 
 
@@ -73,16 +73,10 @@ class InferenceEngine:
         self.max_frames = max_batch * meta.clip_len
         self.max_wait_s = max_wait_ms / 1000.0
         self._observer = observer
-        self.precision = resolve_precision(precision, self.device, int8_encoder is not None)
+        self.precision, self._int8 = select_precision(
+            precision, self.device, int8_encoder, meta.sha256
+        )
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
-        self._int8: Int8Encoder | None = None
-        if self.precision == "int8":
-            if int8_encoder is None:
-                raise ModelMissingError(
-                    "precision int8 needs the checkpoint's int8 encoder: "
-                    "`fame quantize --checkpoint CKPT --videos DIR` writes it beside the checkpoint"
-                )
-            self._int8 = Int8Encoder(int8_encoder, meta.sha256, threads=torch.get_num_threads())
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="fame-engine", daemon=True)
         self._thread.start()

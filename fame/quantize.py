@@ -27,6 +27,7 @@ from fame.data.clips import to_model_input
 from fame.errors import FameError, ModelMissingError
 from fame.export import ONNX_OPSET
 from fame.model import FAME
+from fame.precision import Precision, Resolved, resolve_precision
 from schemas.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -54,6 +55,25 @@ def find_int8_encoder(checkpoint: str | Path, explicit: str | Path | None = None
         return path
     sidecar = sidecar_path(checkpoint)
     return sidecar if sidecar.is_file() else None
+
+
+def select_precision(
+    precision: Precision,
+    device: torch.device,
+    int8_encoder: str | Path | None,
+    checkpoint_sha256: str,
+) -> tuple[Resolved, Int8Encoder | None]:
+    """The precision to run (`fame.precision.resolve_precision`, with int8 available where
+    ``int8_encoder`` is a file) and, where that is int8, the loaded encoder."""
+    resolved = resolve_precision(precision, device, int8_encoder is not None)
+    if resolved != "int8":
+        return resolved, None
+    if int8_encoder is None:
+        raise ModelMissingError(
+            "precision int8 needs the checkpoint's int8 encoder: "
+            "`fame quantize --checkpoint CKPT VIDEO_OR_DIR...` writes it beside the checkpoint"
+        )
+    return resolved, Int8Encoder(int8_encoder, checkpoint_sha256, torch.get_num_threads())
 
 
 def model_input(model: FAME, crops: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import torch
 
 from fame.checkpoint import load_checkpoint
 from fame.cli import main
-from fame.data.cache import TrackRecord, read_index, write_index, write_track
+from fame.data.cache import TrackRecord, TrackStore, read_index, write_index, write_track
 from fame.evaluate import evaluate
+from fame.quantize import find_int8_encoder, quantize_encoder, sidecar_path
 from fame.train import TrainConfig, fit
 from tests.conftest import shared_dir
 
@@ -132,6 +134,36 @@ def test_training_learns_held_out_identities(cache: Path, trained: Path) -> None
     assert report["clip"]["accuracy"] > 0.6  # chance is 1/3
     assert report["video"]["n"] == 6
     assert set(report["by_crf"]) == {"0", "23"}
+
+
+def test_evaluate_runs_the_int8_encoder_beside_the_checkpoint(
+    cache: Path, trained: Path, tmp_path: Path
+) -> None:
+    """`auto` on a CPU evaluates with the checkpoint's int8 encoder, and scores as fp32 does."""
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(trained / "best.pt", checkpoint)
+    model, meta = load_checkpoint(checkpoint)
+    records = read_index(cache)
+    store = TrackStore(cache)
+    crops = np.concatenate([store.get(r).crops for r in records if r.split == "train"])
+    quantize_encoder(model, meta.sha256, crops, sidecar_path(checkpoint))
+    test = [r for r in records if r.split == "test"]
+    reports = {
+        name: evaluate(
+            model,
+            meta,
+            cache,
+            test,
+            stride=4,
+            progress=False,
+            precision=name,
+            int8_encoder=find_int8_encoder(checkpoint),
+        )
+        for name in ("fp32", "auto")
+    }
+    assert reports["auto"]["precision"] == "int8"
+    assert reports["auto"]["clip"]["accuracy"] > 0.6
+    assert abs(reports["auto"]["clip"]["accuracy"] - reports["fp32"]["clip"]["accuracy"]) < 0.1
 
 
 def test_resume_continues_from_last_state(cache: Path, trained: Path) -> None:
