@@ -9,7 +9,10 @@ One process, warmed by one event (model and detector loaded), then:
   workers, same burst) and the decode-only ceiling measured just before;
 - the **latency** loads of the GPU target: a 10-s 512x512 clip (the first 10 s of driving_d10,
   re-encoded), first as a burst of `latency_events` (its maximum rate), then paced at
-  `paced_fraction` of that rate.
+  `paced_fraction` of that rate;
+- with `wide_workers`, the same latency loads on a second process whose front end has fewer,
+  wider workers (`wide_split`): one video's detection then runs on several cores, the setting
+  to choose where the latency of single long uploads matters more than throughput.
 
 Throughput is events over the time from the first event offered to the last verdict; latency is
 each verdict's ``produced_at`` less the wall time its event was written (one clock). The Kafka +
@@ -49,12 +52,20 @@ class EmbeddedSettings:
     workers: int = field(default_factory=available_cpus)
     detect_every: int = 1
     timeout_s: float = 600.0
+    wide_workers: bool = True
 
     def __post_init__(self) -> None:
         if self.events < 2 or self.workers < 1 or self.detect_every < 1:
             raise ValueError(f"need events >= 2, workers >= 1, detect_every >= 1: {self}")
         if self.latency_events < 0 or not 0 < self.paced_fraction <= 1:
             raise ValueError(f"need latency_events >= 0, paced_fraction in (0, 1]: {self}")
+
+    def wide_split(self) -> tuple[int, int]:
+        """(workers, detector threads each) for the latency-first run: 4 threads per worker
+        where there are 8 or more CPUs, else one worker with every CPU."""
+        cpus = available_cpus()
+        workers = max(1, cpus // 4) if cpus >= 8 else 1
+        return workers, max(1, cpus // workers)
 
 
 def run(
@@ -81,18 +92,26 @@ def run(
             "FAME_MAX_IN_FLIGHT": str(max(settings.events, settings.latency_events)),
             "FAME_DETECT_EVERY": str(settings.detect_every),
         }
-        with _Service(env, work, settings.timeout_s) as service:
+        latency: dict[str, Any] = {}
+        wide: dict[str, Any] = {}
+        with _Service(env, work / "default", settings.timeout_s) as service:
             service.offer([videos[0]], interval_s=0.0)  # loads the model and the detector
             result = service.offer(burst, interval_s=0.0)
-            latency: dict[str, Any] = {}
             if clip is not None and latency_source is not None:
-                most = service.offer([clip] * settings.latency_events, interval_s=0.0)
-                rate = most["events_per_s"] * settings.paced_fraction
-                paced = service.offer([clip] * settings.latency_events, interval_s=1.0 / rate)
-                latency = {
-                    "video": f"first {LATENCY_CLIP_S:.0f} s of {latency_source.name}",
-                    "burst": most,
-                    "paced": {**paced, "offered_fraction_of_max": settings.paced_fraction},
+                latency = _latency(service, clip, latency_source, settings)
+        if clip is not None and latency_source is not None and settings.wide_workers:
+            workers, threads = settings.wide_split()
+            wide_env = {
+                **env,
+                "FAME_WORKERS": str(workers),
+                "FAME_DETECTOR_THREADS": str(threads),
+            }
+            with _Service(wide_env, work / "wide", settings.timeout_s) as service:
+                service.offer([clip], interval_s=0.0)  # warm-up
+                wide = {
+                    "workers": workers,
+                    "detector_threads": threads,
+                    **_latency(service, clip, latency_source, settings),
                 }
     return {
         "settings": settings.__dict__,
@@ -102,6 +121,21 @@ def run(
         "e2e_vs_frontend_ceiling": ratio(result["events_per_s"], ceiling["events_per_s"]),
         "e2e_vs_decode_ceiling": ratio(result["events_per_s"], decode_ceiling["events_per_s"]),
         "latency": latency,
+        "latency_wide_workers": wide,
+    }
+
+
+def _latency(
+    service: _Service, clip: Path, source: Path, settings: EmbeddedSettings
+) -> dict[str, Any]:
+    """The clip as a burst (its maximum rate), then paced at `paced_fraction` of that rate."""
+    most = service.offer([clip] * settings.latency_events, interval_s=0.0)
+    rate = most["events_per_s"] * settings.paced_fraction
+    paced = service.offer([clip] * settings.latency_events, interval_s=1.0 / rate)
+    return {
+        "video": f"first {LATENCY_CLIP_S:.0f} s of {source.name}",
+        "burst": most,
+        "paced": {**paced, "offered_fraction_of_max": settings.paced_fraction},
     }
 
 
@@ -127,6 +161,7 @@ class _Service:
     back from its output file as they are written."""
 
     def __init__(self, env: dict[str, str], work: Path, timeout_s: float) -> None:
+        work.mkdir(parents=True, exist_ok=True)
         self._out = work / "out.jsonl"
         self._out.touch()
         self._log = (work / "consumer.log").open("wb")

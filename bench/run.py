@@ -347,18 +347,14 @@ def summary(results: dict[str, Any]) -> str:
         )
         if "compute_bound" in b:
             lines.append(_bound_line(b["compute_bound"], b["events_per_s"]))
+        front_ends = f"{b['settings']['workers']} workers x 1 detector thread"
         if b["latency"]:
-            most, paced = b["latency"]["burst"], b["latency"]["paced"]
-            lat = paced["latency_s"]
+            lines.append(_latency_line(b["latency"], front_ends, cuda))
+        if b.get("latency_wide_workers"):
+            wide = b["latency_wide_workers"]
             lines.append(
-                f"  {b['latency']['video']}: max {most['events_per_s']:.3f} events/s (burst of "
-                f"{most['events']}); paced at {100 * paced['offered_fraction_of_max']:.0f}%: "
-                f"latency p50/p95/p99 {lat['p50']:.2f}/{lat['p95']:.2f}/{lat['p99']:.2f} s"
-                + (
-                    f" [GPU target p95 < {GPU_MAX_P95_HALF_LOAD_S:.0f} s: "
-                    f"{_check(lat['p95'], GPU_MAX_P95_HALF_LOAD_S, higher_is_better=False)}]"
-                    if cuda
-                    else ""
+                _latency_line(
+                    wide, f"{wide['workers']} workers x {wide['detector_threads']} threads", cuda
                 )
             )
     if "redis" in results:
@@ -373,6 +369,22 @@ def summary(results: dict[str, Any]) -> str:
             f"float16: {per} [target <= 32 KiB/track: {'MET' if r['meets_target'] else 'MISSED'}]"
         )
     return "\n".join(lines)
+
+
+def _latency_line(latency: dict[str, Any], front_ends: str, cuda: bool) -> str:
+    most, paced = latency["burst"], latency["paced"]
+    lat = paced["latency_s"]
+    return (
+        f"  {latency['video']} ({front_ends}): max {most['events_per_s']:.3f} events/s (burst "
+        f"of {most['events']}); paced at {100 * paced['offered_fraction_of_max']:.0f}%: "
+        f"latency p50/p95/p99 {lat['p50']:.2f}/{lat['p95']:.2f}/{lat['p99']:.2f} s"
+        + (
+            f" [GPU target p95 < {GPU_MAX_P95_HALF_LOAD_S:.0f} s: "
+            f"{_check(lat['p95'], GPU_MAX_P95_HALF_LOAD_S, higher_is_better=False)}]"
+            if cuda
+            else ""
+        )
+    )
 
 
 def _bound_line(bound: dict[str, Any], events_per_s: float) -> str:

@@ -93,12 +93,14 @@ class Service:
             precision=settings.precision,
             int8_encoder=find_int8_encoder(checkpoint, settings.int8_encoder),
         )
+        int8 = self.engine.int8_encoder_path
         log.info(
-            "model %s %s on %s (%s), classes %s",
+            "model %s %s on %s (%s%s), classes %s",
             identity.name,
             identity.version,
             device,
             self.engine.precision,
+            f": encoder {int8}" if int8 else "",
             list(identity.classes),
         )
         self.frontend = FrontEndPool(

@@ -76,6 +76,7 @@ class InferenceEngine:
         self.precision, self._int8 = select_precision(
             precision, self.device, int8_encoder, meta.sha256
         )
+        self.int8_encoder_path = None if self._int8 is None else self._int8.path
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="fame-engine", daemon=True)

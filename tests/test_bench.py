@@ -187,8 +187,23 @@ def test_embedded_bench_runs_the_service_without_kafka_or_redis(
     assert burst["verdicts"] == paced["verdicts"] == 2
     assert paced["interval_s"] == pytest.approx(2 / burst["events_per_s"])
     assert 0 < paced["latency_s"]["p50"] <= paced["latency_s"]["p95"]
+    wide = result["latency_wide_workers"]  # the same loads, fewer and wider front-end workers
+    assert (wide["workers"], wide["detector_threads"]) == settings.wide_split()
+    assert wide["paced"]["verdicts"] == 2 and wide["paced"]["latency_s"]["p95"] > 0
     with pytest.raises(ValueError, match="events >= 2"):
         embedded.EmbeddedSettings(events=1)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "split"), [(1, (1, 1)), (2, (1, 2)), (4, (1, 4)), (8, (2, 4)), (16, (4, 4))]
+)
+def test_wide_split_gives_each_video_several_cores(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, split: tuple[int, int]
+) -> None:
+    from bench import embedded
+
+    monkeypatch.setattr(embedded, "available_cpus", lambda: cpus)
+    assert embedded.EmbeddedSettings(workers=1).wide_split() == split
 
 
 def test_end_to_end_levers_must_be_fame_settings() -> None:

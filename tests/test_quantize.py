@@ -75,6 +75,8 @@ def test_engine_runs_the_int8_encoder_close_to_fp32(quantized: Path) -> None:
         engine = InferenceEngine(
             model, meta, precision=name, int8_encoder=find_int8_encoder(quantized)
         )
+        expected_path = sidecar_path(quantized) if engine.precision == "int8" else None
+        assert engine.int8_encoder_path == expected_path  # what the service logs
         try:
             outputs[engine.precision] = engine.embed(crops)
         finally:
