@@ -28,7 +28,7 @@ from fame.data.clips import SlidingWindowClips, to_model_input
 from fame.errors import ModelMissingError
 from fame.model import FAME
 from fame.precision import Precision, resolve_precision
-from fame.quantize import Int8Encoder, select_precision
+from fame.quantize import Int8Encoder
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def evaluate(
     figures_dir: str | Path | None = None,
     progress: bool = True,
     precision: Precision = "auto",
-    int8_encoder: str | Path | None = None,
+    int8_encoder: Int8Encoder | None = None,
 ) -> dict[str, Any]:
     """The JSON report; with ``figures_dir``, confusion-matrix PNGs are written there."""
     if not records:
@@ -187,15 +187,14 @@ def evaluate(
     clip_len = model.config.clip_len
     stride_frames = stride or max(1, clip_len // 2)
     dataset = SlidingWindowClips(records, TrackStore(cache_dir), classes, clip_len, stride_frames)
-    resolved, encoder = select_precision(precision, torch.device(device), int8_encoder, meta.sha256)
     windows = predict_windows(
         model,
         dataset,
         batch_size=batch_size,
         device=device,
         progress=progress,
-        precision=resolved,
-        int8_encoder=encoder,
+        precision=precision,
+        int8_encoder=int8_encoder,
     )
     tracks = windows.track_probs(len(records))
     video = video_results(records, tracks, classes, meta.unknown_threshold)
@@ -204,7 +203,7 @@ def evaluate(
         "model_name": meta.model_name,
         "classes": list(classes),
         "stride_frames": stride_frames,
-        "precision": resolved,
+        "precision": resolve_precision(precision, torch.device(device), int8_encoder is not None),
         **_level_reports(windows, video, records, classes),
         "by_crf": {},
     }
@@ -251,7 +250,7 @@ def open_set_report(
     device: str | torch.device = "cpu",
     progress: bool = True,
     precision: Precision = "auto",
-    int8_encoder: str | Path | None = None,
+    int8_encoder: Int8Encoder | None = None,
 ) -> dict[str, Any]:
     """How well the unknown-generator score separates videos of a generator the model never saw
     (`held_out`, positives) from videos of the generators it knows (negatives).
@@ -276,15 +275,14 @@ def open_set_report(
     dataset = SlidingWindowClips(
         scored, TrackStore(cache_dir), classes, clip_len, stride or max(1, clip_len // 2)
     )
-    resolved, encoder = select_precision(precision, torch.device(device), int8_encoder, meta.sha256)
     windows = predict_windows(
         model,
         dataset,
         batch_size=batch_size,
         device=device,
         progress=progress,
-        precision=resolved,
-        int8_encoder=encoder,
+        precision=precision,
+        int8_encoder=int8_encoder,
     )
     video = video_results(scored, windows.track_probs(len(scored)), classes, meta.unknown_threshold)
     original = {r.video: (r.label, r.crf) for r in fakes}

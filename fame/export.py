@@ -71,23 +71,55 @@ def export_torchscript(model: FAME, path: str | Path) -> Path:
 
 
 def export_onnx(model: FAME, path: str | Path) -> Path:
-    clips, mask = example_inputs(model)
+    return _to_onnx(
+        _ClipModel(model.eval()),
+        example_inputs(model),
+        path,
+        {"clips": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"}},
+        {"logits": {0: "batch"}, "attention": {0: "batch", 1: "time"}},
+    )
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self, model: FAME) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_frames(frames)
+
+
+def export_encoder_onnx(model: FAME, path: str | Path) -> Path:
+    """The encoder alone, dynamic batch: normalised frames [N, 3, S, S] -> embeddings [N, D]."""
+    size = model.config.img_size
+    return _to_onnx(
+        _Encoder(model.eval()),
+        (torch.zeros(2, 3, size, size),),
+        path,
+        {"frames": {0: "n"}},
+        {"embeddings": {0: "n"}},
+    )
+
+
+def _to_onnx(
+    module: torch.nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    path: str | Path,
+    input_axes: dict[str, dict[int, str]],
+    output_axes: dict[str, dict[int, str]],
+) -> Path:
+    module.eval()  # a wrapper starts in training mode, and would put BatchNorm in it too
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter warns about LSTM batch sizes; our LSTMs take no initial state,
         # which is the case the warning says is safe.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _ClipModel(model.eval()),
-            (clips, mask),
+            module,
+            inputs,
             str(path),
-            input_names=["clips", "mask"],
-            output_names=["logits", "attention"],
-            dynamic_axes={
-                "clips": {0: "batch", 1: "time"},
-                "mask": {0: "batch", 1: "time"},
-                "logits": {0: "batch"},
-                "attention": {0: "batch", 1: "time"},
-            },
+            input_names=list(input_axes),
+            output_names=list(output_axes),
+            dynamic_axes={**input_axes, **output_axes},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from fame.data.clips import to_model_input
 from fame.errors import FameError, ModelMissingError
-from fame.export import ONNX_OPSET
+from fame.export import export_encoder_onnx
 from fame.model import FAME
 from fame.precision import Precision, Resolved, resolve_precision
 from schemas.errors import ErrorCode
@@ -83,34 +83,6 @@ def model_input(model: FAME, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
     return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
 
-class _Encoder(torch.nn.Module):
-    def __init__(self, model: FAME) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_frames(x)
-
-
-def export_encoder(model: FAME, path: str | Path) -> Path:
-    """The fp32 encoder as ONNX with a dynamic batch: normalised frames -> embeddings."""
-    wrapper = _Encoder(model).eval()  # a fresh module starts in training mode: BN would update
-    size = model.config.img_size
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            (torch.zeros(2, 3, size, size),),
-            str(path),
-            input_names=["frames"],
-            output_names=["embeddings"],
-            dynamic_axes={"frames": {0: "n"}, "embeddings": {0: "n"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    return Path(path)
-
-
 @dataclass(frozen=True)
 class QuantReport:
     """What `quantize_encoder` wrote and how far its embeddings are from fp32 on its inputs."""
@@ -157,7 +129,7 @@ def quantize_encoder(
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_encoder(model, Path(tmp) / "encoder.onnx")
+        fp32 = export_encoder_onnx(model, Path(tmp) / "encoder.onnx")
         prepared = Path(tmp) / "encoder.pre.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

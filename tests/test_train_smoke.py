@@ -21,7 +21,7 @@ from fame.checkpoint import load_checkpoint
 from fame.cli import main
 from fame.data.cache import TrackRecord, TrackStore, read_index, write_index, write_track
 from fame.evaluate import evaluate
-from fame.quantize import find_int8_encoder, quantize_encoder, sidecar_path
+from fame.quantize import find_int8_encoder, quantize_encoder, select_precision, sidecar_path
 from fame.train import TrainConfig, fit
 from tests.conftest import shared_dir
 
@@ -148,19 +148,21 @@ def test_evaluate_runs_the_int8_encoder_beside_the_checkpoint(
     crops = np.concatenate([store.get(r).crops for r in records if r.split == "train"])
     quantize_encoder(model, meta.sha256, crops, sidecar_path(checkpoint))
     test = [r for r in records if r.split == "test"]
-    reports = {
-        name: evaluate(
+    reports = {}
+    for name in ("fp32", "auto"):
+        precision, encoder = select_precision(
+            name, torch.device("cpu"), find_int8_encoder(checkpoint), meta.sha256
+        )
+        reports[name] = evaluate(
             model,
             meta,
             cache,
             test,
             stride=4,
             progress=False,
-            precision=name,
-            int8_encoder=find_int8_encoder(checkpoint),
+            precision=precision,
+            int8_encoder=encoder,
         )
-        for name in ("fp32", "auto")
-    }
     assert reports["auto"]["precision"] == "int8"
     assert reports["auto"]["clip"]["accuracy"] > 0.6
     assert abs(reports["auto"]["clip"]["accuracy"] - reports["fp32"]["clip"]["accuracy"]) < 0.1

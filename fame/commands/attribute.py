@@ -7,12 +7,13 @@ verdict), run in this process without Kafka or Redis; each video is one final se
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from fame.commands import add_checkpoint_argument, add_detector_argument
 
 if TYPE_CHECKING:
     from schemas import AttributionVerdict
@@ -29,16 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        help="FAME checkpoint (default: $FAME_CHECKPOINT, then checkpoints/fame_default.pt)",
-    )
-    parser.add_argument(
-        "--detector",
-        default=os.environ.get("FAME_DETECTOR_MODEL"),
-        help="SCRFD .onnx or InsightFace pack dir (default: $FAME_DETECTOR_MODEL, then shared/)",
-    )
+    add_checkpoint_argument(parser)
+    add_detector_argument(parser)
     parser.add_argument("--target-fps", type=float, default=8.0, help="sampled frames per second")
     parser.add_argument("--stride", type=int, default=None, help="window stride (default T/2)")
     parser.add_argument(

@@ -47,10 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from fame.checkpoint import load_checkpoint
     from fame.data.cache import read_index
     from fame.evaluate import evaluate, open_set_report
-    from fame.quantize import find_int8_encoder
+    from fame.quantize import find_int8_encoder, select_precision
     from fame.train import resolve_device
 
     report_path = Path(args.report)
@@ -68,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"fame evaluate: no tracks in split {args.split!r} of {cache}")
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
-    int8_encoder = find_int8_encoder(args.checkpoint)
+    precision, int8_encoder = select_precision(
+        args.precision, torch.device(device), find_int8_encoder(args.checkpoint), meta.sha256
+    )
     if args.held_out_class in meta.classes:
         raise SystemExit(
             f"fame evaluate: --held-out-class {args.held_out_class!r} is one of the checkpoint's "
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=device,
         figures_dir=report_path.parent,
-        precision=args.precision,
+        precision=precision,
         int8_encoder=int8_encoder,
     )
     report["split"] = args.split
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             stride=args.stride,
             batch_size=args.batch_size,
             device=device,
-            precision=args.precision,
+            precision=precision,
             int8_encoder=int8_encoder,
         )
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from fame.commands import add_detector_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,11 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument(
         "source", metavar="VIDEO_OR_URI", help="a local file, file:// or http(s)://"
     )
-    parser.add_argument(
-        "--detector",
-        default=os.environ.get("FAME_DETECTOR_MODEL"),
-        help="SCRFD .onnx or InsightFace pack dir (default: $FAME_DETECTOR_MODEL, then shared/)",
-    )
+    add_detector_argument(parser)
     parser.add_argument("--target-fps", type=float, default=8.0, help="sampled frames per second")
     parser.add_argument("--det-thresh", type=float, default=0.4, help="detection score threshold")
     parser.add_argument("--sha256", default=None, help="expected sha256 of the input")

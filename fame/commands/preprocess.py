@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from fame.commands import add_detector_argument
+
 LAYOUTS = ("dfdm", "ffpp", "fakeavceleb", "folder")
-
-
-def add_detector_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--detector",
-        default=os.environ.get("FAME_DETECTOR_MODEL"),
-        help="SCRFD ONNX file or InsightFace pack (default: $FAME_DETECTOR_MODEL)",
-    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

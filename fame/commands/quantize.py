@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from fame.commands import add_checkpoint_argument, add_detector_argument
 
 DEFAULT_CROPS = 256
 
@@ -28,11 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        help="FAME checkpoint (default: $FAME_CHECKPOINT, then checkpoints/fame_default.pt)",
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--out", type=Path, default=None, help="output file (default: beside the checkpoint)"
     )
@@ -42,11 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=DEFAULT_CROPS,
         help=f"calibration crops, spread evenly over the videos (default {DEFAULT_CROPS})",
     )
-    parser.add_argument(
-        "--detector",
-        default=os.environ.get("FAME_DETECTOR_MODEL"),
-        help="SCRFD .onnx or InsightFace pack dir (default: $FAME_DETECTOR_MODEL, then shared/)",
-    )
+    add_detector_argument(parser)
     parser.set_defaults(func=run)
 
 

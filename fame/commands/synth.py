@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fame.commands.preprocess import add_detector_argument
+from fame.commands import add_detector_argument
 
 PRESET_NAMES = ("tiny", "small", "full")
 
