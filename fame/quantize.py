@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from tqdm import tqdm
 
 from fame.data.clips import to_model_input
 from fame.errors import FameError, ModelMissingError
@@ -161,6 +160,8 @@ def quantize_encoder(
 
 def calibration_crops(frontend: FrontEnd, videos: list[Path], count: int) -> NDArray[np.uint8]:
     """Up to ``count`` aligned crops, the same number from each video, evenly spaced in time."""
+    from tqdm import tqdm  # here: the service imports this module and needs no tqdm
+
     per_video = -(-count // len(videos))
     picked: list[NDArray[np.uint8]] = []
     for video in tqdm(videos, desc="calibration videos", unit="video"):
