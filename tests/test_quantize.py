@@ -140,10 +140,14 @@ def test_quantize_command_calibrates_on_video_faces(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "encoder.int8.onnx"
+    folder = tmp_path / "videos" / "nested"  # folders are searched recursively
+    folder.mkdir(parents=True)
+    shutil.copy(shared / "data" / "faces" / "driving_d0.mp4", folder)
+    (folder / "notes.txt").write_text("not a video")
     code = fame_main(
         [
             "quantize",
-            str(shared / "data" / "faces" / "driving_d0.mp4"),
+            str(tmp_path / "videos"),
             "--checkpoint",
             str(tiny_checkpoint),
             "--detector",
@@ -159,3 +163,5 @@ def test_quantize_command_calibrates_on_video_faces(
     assert line["calibration_crops"] == 20 and line["videos"] == 1
     assert line["checkpoint_sha256"] == read_meta(tiny_checkpoint).sha256 != ""
     Int8Encoder(out, line["checkpoint_sha256"])  # loads, stamp matches
+    with pytest.raises(SystemExit, match="does not exist"):
+        fame_main(["quantize", str(tmp_path / "missing.mp4"), "--checkpoint", str(tiny_checkpoint)])

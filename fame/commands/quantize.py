@@ -28,7 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "(the checkpoint's training videos are a good choice)."
         ),
     )
-    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        type=Path,
+        metavar="VIDEO",
+        help="face videos to calibrate on: files, or folders searched recursively",
+    )
     add_checkpoint_argument(parser)
     parser.add_argument(
         "--out", type=Path, default=None, help="output file (default: beside the checkpoint)"
