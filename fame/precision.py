@@ -5,7 +5,7 @@ encoder (`fame.quantize`: the VGG encoder on ONNX Runtime's integer kernels, the
 else bf16 autocast on CPUs that compute bf16 in hardware (AVX512-BF16 or AMX), else fp32, where
 emulated bf16 would be slower than fp32. ``int8`` is a CPU precision: on CUDA bf16 is faster.
 On the 2-core AVX512-BF16 machine the VGG encoder ran 1.8x faster in bf16 than in fp32, with
-embeddings within 0.3% (relative L2), and about 3x faster again in int8: docs/benchmarks.md.
+embeddings within 0.3% (relative L2), and int8 2.3x faster than bf16: docs/benchmarks.md.
 Depends on torch alone, so the model benchmark runs where nothing else is installed."""
 
 from __future__ import annotations
