@@ -3,8 +3,8 @@
 Inputs are normalised float tensors already on the device, so the numbers are the model's own
 (host decode, crops and transfers are the front end's and the end-to-end benchmark's). The
 batched path is the one `fame.inference.InferenceEngine` runs: ``embed_frames`` over all frames
-of the batch (channels-last), then ``classify_embeddings`` over the windows; where the engine's
-``auto`` precision picks bf16 (CUDA, CPUs with native bf16) it adds the bf16-autocast variant, and
+of the batch (channels-last), then ``classify_embeddings`` over the windows; where the device
+computes bf16 natively (CUDA, CPUs with AVX512-BF16 or AMX) it adds the bf16-autocast variant, and
 on CUDA, where it compiles, ``torch.compile`` of the encoder with CUDA graphs. On a CPU it adds
 the int8 encoder (`fame.quantize`, calibrated here on random crops: speed does not depend on
 the scales), which the engine runs wherever `fame quantize` has been run for the checkpoint, as
