@@ -94,6 +94,14 @@ class Service:
             int8_encoder=find_int8_encoder(checkpoint, settings.int8_encoder),
         )
         int8 = self.engine.int8_encoder_path
+        self.metrics.model.info(
+            {
+                "name": identity.name,
+                "version": identity.version,
+                "device": device,
+                "precision": self.engine.precision,
+            }
+        )
         log.info(
             "model %s %s on %s (%s%s), classes %s",
             identity.name,

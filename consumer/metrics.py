@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -54,6 +54,9 @@ class Metrics:
             registry=r,
         )
         self.commits = Counter("fame_commits_total", "Offset commits", registry=r)
+        self.model = Info(
+            "fame_model", "The loaded model: name, version, device, precision", registry=r
+        )
 
     def observe_batch(self, kind: str, items: int, seconds: float) -> None:
         self.batch_size.labels(kind=kind).observe(items)

@@ -12,7 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import torch
 
+from fame.precision import resolve_precision
 from tests.consumer.service_support import assert_schema_valid, event, segment_events
 from tests.integration.service_support import (
     ConsumerProcess,
@@ -80,6 +82,9 @@ def test_end_to_end_verdicts_segments_poison_and_health(
     assert _get(port, "/healthz")[0] == 200
     metrics = _get(port, "/metrics")[1]
     assert "fame_verdicts_total{label" in metrics and "fame_dead_letters_total" in metrics
+    precision = resolve_precision("auto", torch.device("cpu"))  # no int8 encoder beside it
+    assert 'fame_model_info{device="cpu",name="fame_tiny"' in metrics
+    assert f'precision="{precision}"' in metrics
     assert consumer.terminate() == 0, "SIGTERM drains and exits cleanly"
 
     documents = [json.loads(v) for v in verdicts]
