@@ -22,7 +22,7 @@ def make_checkpoint(
     then runs int8 on this CPU."""
     import torch
 
-    from fame.checkpoint import build_meta, load_checkpoint, save_checkpoint
+    from fame.checkpoint import build_meta, save_checkpoint
     from fame.model import create_model
 
     torch.manual_seed(0)
@@ -30,19 +30,7 @@ def make_checkpoint(
     path = directory / f"{model_name}-untrained.pt"
     save_checkpoint(path, model, build_meta(model, model_name, CLASSES))
     if int8_videos and not torch.cuda.is_available():
-        from fame.data.cache import CROP_SIZE
-        from fame.faces.frontend import FrontEnd, FrontEndConfig
-        from fame.quantize import calibration_crops, quantize_encoder, sidecar_path
-        from fame.video.fetch import FetchPolicy
+        from fame.quantize import quantize_checkpoint
 
-        frontend = FrontEnd(
-            FrontEndConfig(
-                fetch=FetchPolicy(file_roots=tuple({v.resolve().parent for v in int8_videos})),
-                detector_path=str(detector) if detector else None,
-                crop_size_px=CROP_SIZE,
-            )
-        )
-        crops = calibration_crops(frontend, int8_videos, CALIBRATION_CROPS)
-        model, meta = load_checkpoint(path)
-        quantize_encoder(model, meta.sha256, crops, sidecar_path(path))
+        quantize_checkpoint(path, int8_videos, CALIBRATION_CROPS, detector)
     return path

@@ -29,7 +29,7 @@ from fame.precision import Precision, Resolved, resolve_precision
 from schemas.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from fame.faces.frontend import FrontEnd
+    from fame.faces.frontend import FrontEnd  # imported where used: inference needs no faces
 
 INT8_SUFFIX = ".int8.onnx"
 SHA256_KEY = "fame.checkpoint_sha256"
@@ -153,6 +153,34 @@ def quantize_encoder(
     error = np.linalg.norm(encoder(x) - reference, axis=1).mean()
     rel_l2 = float(error / max(float(np.linalg.norm(reference, axis=1).mean()), 1e-12))
     return QuantReport(out, checkpoint_sha256, len(crops), rel_l2)
+
+
+def quantize_checkpoint(
+    checkpoint: Path,
+    videos: list[Path],
+    count: int,
+    detector: str | Path | None = None,
+    out: str | Path | None = None,
+) -> QuantReport:
+    """`fame quantize`: calibrate on ``count`` face crops of ``videos``, found by the service's
+    front end, and write the int8 encoder to ``out`` (default: beside the checkpoint)."""
+    from fame.checkpoint import load_checkpoint
+    from fame.data.cache import CROP_SIZE
+    from fame.faces.frontend import FrontEnd, FrontEndConfig
+    from fame.video.fetch import FetchPolicy
+
+    frontend = FrontEnd(
+        FrontEndConfig(
+            fetch=FetchPolicy(file_roots=tuple({v.resolve().parent for v in videos})),
+            detector_path=str(detector) if detector else None,
+            crop_size_px=CROP_SIZE,  # as in training and in the service
+        )
+    )
+    crops = calibration_crops(frontend, videos, count)
+    if len(crops) == 0:
+        raise ValueError("no faces found in the calibration videos")
+    model, meta = load_checkpoint(checkpoint)
+    return quantize_encoder(model, meta.sha256, crops, out or sidecar_path(checkpoint))
 
 
 def calibration_crops(frontend: FrontEnd, videos: list[Path], count: int) -> NDArray[np.uint8]:

@@ -50,30 +50,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from fame.checkpoint import load_checkpoint, resolve_checkpoint
-    from fame.data.cache import CROP_SIZE
-    from fame.faces.frontend import FrontEnd, FrontEndConfig
-    from fame.quantize import calibration_crops, quantize_encoder, sidecar_path
-    from fame.video.fetch import FetchPolicy
+    from fame.checkpoint import resolve_checkpoint
+    from fame.data.adapters import videos_under
+    from fame.quantize import quantize_checkpoint
 
     if args.crops < 1:
         raise SystemExit("fame quantize: --crops must be >= 1")
-    videos = _video_files(args.videos)
+    videos: list[Path] = []
+    for path in args.videos:
+        if not path.exists():
+            raise SystemExit(f"fame quantize: {path} does not exist")
+        videos += videos_under(path) if path.is_dir() else [path]
     if not videos:
         raise SystemExit("fame quantize: no videos among the given paths")
     checkpoint = resolve_checkpoint(args.checkpoint)
-    model, meta = load_checkpoint(checkpoint)
-    frontend = FrontEnd(
-        FrontEndConfig(
-            fetch=FetchPolicy(file_roots=tuple({v.resolve().parent for v in videos})),
-            detector_path=args.detector,
-            crop_size_px=CROP_SIZE,  # as in training and in the service
-        )
-    )
-    crops = calibration_crops(frontend, videos, args.crops)
-    if len(crops) == 0:
-        raise SystemExit("fame quantize: no faces found in the given videos")
-    report = quantize_encoder(model, meta.sha256, crops, args.out or sidecar_path(checkpoint))
+    try:
+        report = quantize_checkpoint(checkpoint, videos, args.crops, args.detector, args.out)
+    except ValueError as error:
+        raise SystemExit(f"fame quantize: {error}") from error
     print(
         json.dumps(
             {
@@ -86,17 +80,3 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _video_files(paths: list[Path]) -> list[Path]:
-    from fame.data.adapters import VIDEO_SUFFIXES
-
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise SystemExit(f"fame quantize: {path} does not exist")
-    return files

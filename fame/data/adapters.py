@@ -32,7 +32,8 @@ class LabelledVideo:
     group: str = ""
 
 
-def _videos_under(folder: Path) -> list[Path]:
+def videos_under(folder: Path) -> list[Path]:
+    """Every video file below ``folder`` (by suffix), sorted."""
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
 
 
@@ -65,7 +66,7 @@ def dfdm(root: str | Path) -> list[LabelledVideo]:
         crf_match = _CRF_DIR.match(crf_dir.name)
         if crf_match is None:
             continue
-        for path in _videos_under(crf_dir):
+        for path in videos_under(crf_dir):
             match = _DFDM_NAME.match(path.stem)
             if match is None:
                 raise ValueError(f"DFDM file name {path.name!r} is not idXX_idYY_<scene>_<model>")
@@ -105,13 +106,13 @@ def ffpp(root: str | Path, compression: str = "c23") -> list[LabelledVideo]:
     owner = _ffpp_splits(root)
     videos = [
         LabelledVideo(p, REAL_LABEL, (p.stem,), split=owner.get(p.stem))
-        for p in _videos_under(originals)
+        for p in videos_under(originals)
     ]
     for method in FFPP_METHODS:
         folder = root / "manipulated_sequences" / method / compression / "videos"
         if not folder.is_dir():
             continue
-        for path in _videos_under(folder):
+        for path in videos_under(folder):
             ids = tuple(path.stem.split("_"))
             if len(ids) != 2:
                 raise ValueError(f"FF++ manipulated name {path.name!r} is not <target>_<source>")
@@ -173,7 +174,7 @@ def folder(root: str | Path) -> list[LabelledVideo]:
     _require_dir(root, "dataset root")
     videos = []
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in _videos_under(class_dir):
+        for path in videos_under(class_dir):
             ids = tuple(re.findall(r"(?:^|_)(id\d+)(?=_)", path.stem)) or (path.stem,)
             videos.append(LabelledVideo(path, class_dir.name, ids))
     if not videos:
