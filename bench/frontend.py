@@ -3,7 +3,9 @@
 All three stages use the service's sampling (8 fps by default), so "sampled frames/s" compares
 like with like: decode-only still decodes every frame and keeps the sampled ones. The full front
 end then runs once per lever in `LEVERS` (detecting on every 2nd sampled frame,
-`FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both), with how far its crops
+`FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both) and once on the detector
+runtime that `auto` did not choose (`FAME_DETECTOR_BACKEND`: PyTorch on a CPU, where it is slower;
+on a GPU machine whichever of ONNX Runtime and PyTorch `auto` left out), with how far its crops
 move from the default settings. The ceiling is `FrontEndPool` (the service's worker processes)
 over a list of videos at once: the events/s the service could reach if everything after the
 front end were free.
@@ -30,6 +32,7 @@ class Lever(NamedTuple):
 
     detect_every: int = 1  # FAME_DETECT_EVERY
     det_size: int = 640  # FAME_DETECT_SIZE
+    detector_backend: str = "auto"  # FAME_DETECTOR_BACKEND
 
 
 LEVERS = {
@@ -37,6 +40,11 @@ LEVERS = {
     "detect_size_320": Lever(det_size=320),
     "detect_every_2_size_320": Lever(detect_every=2, det_size=320),
 }
+
+
+def other_backend(detector_name: str) -> str:
+    """The detector runtime `auto` did not choose, judged by the loaded detector's name."""
+    return "onnxruntime" if "@torch:" in detector_name else "torch"
 
 
 def frontend_config(detector_path: Path) -> FrontEndConfig:
@@ -47,19 +55,20 @@ def frontend_config(detector_path: Path) -> FrontEndConfig:
 def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
     """Per video and stage: sampled frames/s, plus the front end's own per-stage timings."""
     config = frontend_config(detector_path)
-    detectors: dict[int, FaceDetector] = {}
+    detectors: dict[tuple[int, str], FaceDetector] = {}
 
     def build(settings: Lever) -> FrontEnd:
-        """A front end with these settings, sharing one loaded detector per input size."""
-        lever = dataclasses.replace(
-            config, detect_every=settings.detect_every, det_size=settings.det_size
-        )
-        frontend = FrontEnd(lever, detector=detectors.get(lever.det_size))
-        detectors.setdefault(lever.det_size, frontend.detector)
+        """A front end with these settings, sharing one loaded detector per size and runtime."""
+        lever = dataclasses.replace(config, **settings._asdict())
+        key = (lever.det_size, lever.detector_backend)
+        frontend = FrontEnd(lever, detector=detectors.get(key))
+        detectors.setdefault(key, frontend.detector)
         return frontend
 
     frontend = build(Lever())
-    levers = {name: build(settings) for name, settings in LEVERS.items()}
+    other = other_backend(frontend.detector.name)
+    settings_of = {**LEVERS, f"detector_backend_{other}": Lever(detector_backend=other)}
+    levers = {name: build(settings) for name, settings in settings_of.items()}
     rows = []
     for path in videos:
         decode_s, sampled = _decode(path, config, None)
@@ -83,7 +92,8 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
             lever_result, lever_s = _timed(lever, path)
             fps = ratio(lever_result.sampled_frames, lever_s)
             row["levers"][name] = {
-                "settings": LEVERS[name]._asdict(),
+                "settings": settings_of[name]._asdict(),
+                "detector": lever.detector.name,
                 "full_fps": fps,
                 "speedup": ratio(fps, full_fps),
                 "detect_ms": round(lever_result.timings_ms["detect"], 1),

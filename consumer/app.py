@@ -50,6 +50,7 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
         detect_every=settings.detect_every,
         det_size=settings.detect_size,
         detector_threads=settings.detector_threads,
+        detector_backend=settings.detector_backend,
     )
 
 

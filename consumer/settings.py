@@ -72,6 +72,12 @@ class Settings(BaseSettings):
         description="long side of the face detector's input, px (smaller: faster, misses more "
         "small faces)",
     )
+    detector_backend: Literal["auto", "onnxruntime", "torch"] = Field(
+        "auto",
+        description="runtime for the face detector: auto = ONNX Runtime, or PyTorch where only "
+        "PyTorch reaches the GPU (onnxruntime CPU build, or onnxruntime-gpu missing its CUDA "
+        "libraries)",
+    )
     workers: int = Field(2, ge=1, le=64, description="front-end worker processes")
     detector_threads: int = Field(
         0,

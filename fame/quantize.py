@@ -161,6 +161,7 @@ def quantize_checkpoint(
     count: int,
     detector: str | Path | None = None,
     out: str | Path | None = None,
+    detector_backend: str = "auto",
 ) -> QuantReport:
     """`fame quantize`: calibrate on ``count`` face crops of ``videos``, found by the service's
     front end, and write the int8 encoder to ``out`` (default: beside the checkpoint)."""
@@ -173,6 +174,7 @@ def quantize_checkpoint(
         FrontEndConfig(
             fetch=FetchPolicy(file_roots=tuple({v.resolve().parent for v in videos})),
             detector_path=str(detector) if detector else None,
+            detector_backend=detector_backend,
             crop_size_px=CROP_SIZE,  # as in training and in the service
         )
     )

@@ -89,10 +89,15 @@ def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
     assert row["decode_only_fps"] > row["decode_detect_fps"] > 0
     assert row["full_stage_ms"]["detect"] > 0
     # each lever keeps the crops close (another face would be tens of grey levels away)
-    assert set(row["levers"]) == set(frontend.LEVERS)
+    other = frontend.other_backend(result["detector"])  # torch on a CPU
+    assert set(row["levers"]) == {*frontend.LEVERS, f"detector_backend_{other}"}
     for lever in row["levers"].values():
         assert lever["detect_ms"] > 0 and lever["speedup"] > 0
         assert lever["crop_mad"] is not None and 0 <= lever["crop_mad"] < 20
+    # the other detector runtime finds the same faces
+    runtime = row["levers"][f"detector_backend_{other}"]
+    assert runtime["detector"] != result["detector"]
+    assert runtime["crop_mad"] < 0.5
 
 
 @pytest.mark.integration

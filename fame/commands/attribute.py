@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             fetch=FetchPolicy(file_roots=roots),
             sampling=SamplingPolicy(target_fps=args.target_fps),
             detector_path=args.detector,
+            detector_backend=args.detector_backend,
             crop_size_px=CROP_SIZE,  # as in training; the engine resizes for the model
             detect_every=args.detect_every,
             det_size=args.detect_size,

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = FrontEndConfig(
         detector_path=args.detector,
+        detector_backend=args.detector_backend,
         det_thresh=args.det_thresh,
         sampling=SamplingPolicy(target_fps=args.target_fps),
         fetch=FetchPolicy(file_roots=(Path.cwd(),)),

@@ -57,6 +57,7 @@ def preprocess_dataset(args: argparse.Namespace, out: Path) -> dict[str, object]
     frontend = FrontEnd(
         FrontEndConfig(
             detector_path=args.detector,
+            detector_backend=args.detector_backend,
             allow_fallback_detector=False,
             sampling=SamplingPolicy(target_fps=args.target_fps),
         )

@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("fame quantize: no videos among the given paths")
     checkpoint = resolve_checkpoint(args.checkpoint)
     try:
-        report = quantize_checkpoint(checkpoint, videos, args.crops, args.detector, args.out)
+        report = quantize_checkpoint(
+            checkpoint, videos, args.crops, args.detector, args.out, args.detector_backend
+        )
     except ValueError as error:
         raise SystemExit(f"fame quantize: {error}") from error
     print(

@@ -43,7 +43,7 @@ def run_build(args: argparse.Namespace) -> int:
     from fame.synth.build import SynthBuilder
     from fame.synth.presets import PRESETS
 
-    detector = load_detector(args.detector, allow_fallback=False)
+    detector = load_detector(args.detector, allow_fallback=False, backend=args.detector_backend)
     builder = SynthBuilder(
         Path(args.faces),
         Path(args.out),

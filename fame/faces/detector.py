@@ -7,6 +7,12 @@ pack under ``~/.insightface/models/`` (``buffalo_s``, ``buffalo_l``). Nothing is
 An explicitly named model that is missing is a `ModelMissingError`; only when nothing was named
 and nothing was found does the fallback (scikit-image's LBP cascade; OpenCV 5 ships no cascades)
 load, with a loud warning: it misses small and non-frontal faces.
+
+Which runtime runs SCRFD (``backend``): ``onnxruntime`` (its CUDA provider where it really runs,
+else the CPU), ``torch`` (`fame.faces.torch_session`: the same graph in PyTorch, on CUDA when
+PyTorch sees a GPU), or ``auto``: ONNX Runtime, unless only PyTorch can reach the GPU (the
+onnxruntime CPU build, or onnxruntime-gpu without the CUDA libraries it was built for). On a CPU,
+ONNX Runtime runs SCRFD-500M about 3.5x faster than PyTorch, so ``torch`` there is for checks.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 CASCADE_SCORE = 0.5
+DETECTOR_BACKENDS = ("auto", "onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,8 @@ class FaceDetector(Protocol):
 
 
 class ScrfdDetector:
-    """SCRFD through InsightFace's adapter, on CUDA when it really runs there.
+    """SCRFD through InsightFace's adapter, on the GPU when one is reachable (see ``backend``
+    above).
 
     The input is the frame fitted into ``det_size`` x ``det_size`` with its aspect kept, each
     side rounded up to a multiple of 32: a 1280x720 frame runs at 640x384, not padded to
@@ -72,7 +80,10 @@ class ScrfdDetector:
         det_thresh: float = 0.5,
         providers: tuple[str, ...] | None = None,
         threads: int = 0,
+        backend: str = "auto",
     ) -> None:
+        if backend not in DETECTOR_BACKENDS:
+            raise ValueError(f"backend must be one of {DETECTOR_BACKENDS}, got {backend!r}")
         if not 0.0 < det_thresh < 1.0:
             raise ValueError(f"det_thresh must be in (0, 1), got {det_thresh}")
         if det_size <= 0 or det_size % STRIDE:
@@ -81,11 +92,13 @@ class ScrfdDetector:
             raise ValueError(f"threads must be >= 0, got {threads}")
         self.model_file = _onnx_file(Path(model_path))
         requested = providers if providers is not None else _preferred_providers()
-        self._model = _load_scrfd(self.model_file, requested, threads)
+        self._model = _load_scrfd(self.model_file, requested, threads, backend)
         self._model.prepare(0, det_thresh=det_thresh)
         self.native_size: tuple[int, int] | None = self._model.static_input_size
         self.det_size = det_size
-        self.provider = _check_providers(self._model.session.get_providers(), requested)
+        active = self._model.session.get_providers()
+        torch_runs = active[0].startswith("torch:")
+        self.provider = active[0] if torch_runs else _check_providers(active, requested)
         self.name = f"scrfd:{self.model_file.name}@{self.provider}"
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
@@ -189,9 +202,10 @@ def load_detector(
     allow_fallback: bool = True,
     providers: tuple[str, ...] | None = None,
     threads: int = 0,
+    backend: str = "auto",
 ) -> FaceDetector:
     """Load the detector once per process (a session costs ~1 s and tens of MB). ``threads``:
-    ONNX Runtime's intra-op threads, 0 for its default (one per core)."""
+    the runtime's intra-op threads on a CPU, 0 for its default (one per core)."""
     resolved = resolve_detector_path(path)
     if resolved is not None:
         return ScrfdDetector(
@@ -200,6 +214,7 @@ def load_detector(
             det_thresh=det_thresh,
             providers=providers,
             threads=threads,
+            backend=backend,
         )
     if not allow_fallback:
         raise ModelMissingError(
@@ -235,7 +250,7 @@ def _preferred_providers() -> tuple[str, ...]:
     return (_CPU,)
 
 
-def _load_scrfd(model_file: Path, providers: tuple[str, ...], threads: int):  # type: ignore[no-untyped-def]
+def _load_scrfd(model_file: Path, providers: tuple[str, ...], threads: int, backend: str):  # type: ignore[no-untyped-def]
     """InsightFace's SCRFD adapter over our own session: of the freed graph where possible."""
     import onnxruntime
     from insightface.model_zoo.scrfd import SCRFD
@@ -244,8 +259,16 @@ def _load_scrfd(model_file: Path, providers: tuple[str, ...], threads: int):  # 
     options.intra_op_num_threads = threads
     try:
         graph = free_size_graph(model_file)
-        source = graph if graph is not None else str(model_file)
-        session = onnxruntime.InferenceSession(source, options, providers=list(providers))
+        source = graph if graph is not None else model_file.read_bytes()
+        session = (
+            None
+            if backend == "torch"
+            else onnxruntime.InferenceSession(source, options, providers=list(providers))
+        )
+        if session is None:
+            session = _torch_session(source, threads)
+        elif backend == "auto" and _only_torch_reaches_gpu(session):
+            session = _torch_session_or(session, source, threads)
         outputs = len(session.get_outputs())
         if outputs not in (6, 9, 10, 15):
             raise ValueError(f"{outputs} outputs, SCRFD has 6, 9, 10 or 15")
@@ -255,6 +278,40 @@ def _load_scrfd(model_file: Path, providers: tuple[str, ...], threads: int):  # 
         raise FameError(
             f"cannot load {model_file} as an SCRFD detector: {e}", code=ErrorCode.MODEL_ERROR
         ) from e
+
+
+def _only_torch_reaches_gpu(session) -> bool:  # type: ignore[no-untyped-def]
+    """A GPU is present, ONNX Runtime does not run on it, and PyTorch can."""
+    if session.get_providers()[0] == _CUDA or not Path("/dev/nvidiactl").exists():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _torch_session(graph: bytes, threads: int):  # type: ignore[no-untyped-def]
+    """SCRFD's graph in PyTorch, on CUDA when PyTorch sees a GPU."""
+    import torch
+
+    from fame.faces.torch_session import TorchSession
+
+    if threads > 0:  # front-end workers are processes of their own: the setting is theirs
+        torch.set_num_threads(threads)
+    session = TorchSession(graph, "cuda" if torch.cuda.is_available() else "cpu")
+    log.info("detector runs on %s", session.get_providers()[0])
+    return session
+
+
+def _torch_session_or(fallback, graph: bytes, threads: int):  # type: ignore[no-untyped-def]
+    """``auto`` on a GPU only PyTorch reaches: PyTorch, unless the graph has operators the
+    interpreter lacks (then ONNX Runtime on the CPU, with a warning)."""
+    from fame.faces.torch_session import UnsupportedGraphError
+
+    try:
+        return _torch_session(graph, threads)
+    except UnsupportedGraphError as e:
+        log.warning("detector stays on ONNX Runtime's CPU provider: PyTorch cannot run it (%s)", e)
+        return fallback
 
 
 def _check_providers(active: list[str], requested: tuple[str, ...]) -> str:

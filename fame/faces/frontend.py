@@ -21,7 +21,7 @@ import numpy as np
 
 from fame.errors import FameError, PoisonError
 from fame.faces.align import align_face
-from fame.faces.detector import Detections, FaceDetector, load_detector
+from fame.faces.detector import DETECTOR_BACKENDS, Detections, FaceDetector, load_detector
 from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
 from fame.video.ahead import DecodeAhead
@@ -51,6 +51,7 @@ class FrontEndConfig:
     det_thresh: float = 0.4  # at 0.5 a turned head drops out of 1/3 of driving_d14's frames
     allow_fallback_detector: bool = True
     providers: tuple[str, ...] | None = None
+    detector_backend: str = "auto"  # onnxruntime, torch, or auto (see fame.faces.detector)
     crop_size_px: int = 112
     detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
     # ONNX Runtime threads for the detector; 0: one per core for a lone FrontEnd, and the
@@ -63,6 +64,11 @@ class FrontEndConfig:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.detector_threads < 0:
             raise ValueError(f"detector_threads must be >= 0, got {self.detector_threads}")
+        if self.detector_backend not in DETECTOR_BACKENDS:
+            raise ValueError(
+                f"detector_backend must be one of {DETECTOR_BACKENDS}, "
+                f"got {self.detector_backend!r}"
+            )
 
 
 @dataclass
@@ -103,6 +109,7 @@ class FrontEnd:
             allow_fallback=config.allow_fallback_detector,
             providers=config.providers,
             threads=config.detector_threads,
+            backend=config.detector_backend,
         )
 
     def process(self, source: str | Path, sha256: str | None = None) -> FrontEndResult:

@@ -29,6 +29,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     monkeypatch.setenv("FAME_DETECT_EVERY", "2")
     monkeypatch.setenv("FAME_DETECT_SIZE", "320")
     monkeypatch.setenv("FAME_DETECTOR_THREADS", "3")
+    monkeypatch.setenv("FAME_DETECTOR_BACKEND", "torch")
     monkeypatch.setenv("FAME_PRECISION", "int8")
     monkeypatch.setenv("FAME_INT8_ENCODER", "/models/fame.int8.onnx")
     settings = Settings()
@@ -40,6 +41,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     assert frontend_config(settings).detect_every == 2
     assert frontend_config(settings).det_size == 320
     assert frontend_config(settings).detector_threads == 3
+    assert frontend_config(settings).detector_backend == "torch"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
         ({"FAME_DETECT_EVERY": "0"}, "detect_every"),
         ({"FAME_DETECT_SIZE": "300"}, "detect_size"),
         ({"FAME_PRECISION": "fp16"}, "precision"),
+        ({"FAME_DETECTOR_BACKEND": "tensorrt"}, "detector_backend"),
         ({"FAME_REDIS_URL": "http://redis:6379"}, "redis_url"),
         ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
         ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),

@@ -1,0 +1,308 @@
+"""SCRFD's ONNX graph run by PyTorch, behind the few methods of an ONNX Runtime session.
+
+Why: the detector should run on the GPU wherever the model does, and PyTorch is the CUDA stack
+every GPU deployment of this service already has. ONNX Runtime's CUDA provider needs
+onnxruntime-gpu built for the same CUDA as the driver, which a machine may lack (the lent GPU
+image has the CPU build only). InsightFace's SCRFD adapter accepts any object with
+``get_inputs``/``get_outputs``/``run``, so its pre- and post-processing (resize, anchors, NMS)
+stay exactly as they are; only the network moves to PyTorch.
+
+This is an interpreter for the operators SCRFD's exports use, not a general ONNX runtime: a
+graph with any other operator, or an attribute outside what is checked below, is refused when it
+is loaded (`UnsupportedGraphError`), never half-run. Node order is the graph's, which ONNX
+requires to be topological.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Value = torch.Tensor
+
+
+class UnsupportedGraphError(ValueError):
+    """The graph uses an operator or attribute this interpreter does not implement."""
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """What ``session.get_inputs()`` / ``get_outputs()`` items carry (name and shape)."""
+
+    name: str
+    shape: list[int | str | None]
+    type: str = "tensor(float)"
+
+
+@dataclass(frozen=True)
+class _Node:
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any]
+
+
+class TorchSession:
+    """``onnxruntime.InferenceSession``'s interface over a float32 graph run in PyTorch."""
+
+    def __init__(self, graph: bytes, device: str | torch.device = "cpu") -> None:
+        import onnx
+        from onnx import helper, numpy_helper
+
+        model = onnx.load_from_string(graph)
+        self.device = torch.device(device)
+        self._nodes = [
+            _Node(
+                node.op_type,
+                tuple(node.input),
+                tuple(node.output),
+                {a.name: _plain(helper.get_attribute_value(a)) for a in node.attribute},
+            )
+            for node in model.graph.node
+        ]
+        for node in self._nodes:
+            _check_node(node)
+        self._constants: dict[str, Value] = {}
+        for tensor in model.graph.initializer:
+            array = numpy_helper.to_array(tensor)
+            value = torch.from_numpy(array.copy())
+            # float weights live on the device; integer ones are shapes and indices (host)
+            self._constants[tensor.name] = (
+                value.to(self.device, torch.float32) if array.dtype.kind == "f" else value
+            )
+        initialised = set(self._constants)
+        self._inputs = [_info(v) for v in model.graph.input if v.name not in initialised]
+        self._outputs = [_info(v) for v in model.graph.output]
+        if len(self._inputs) != 1:
+            raise UnsupportedGraphError(f"expected one graph input, got {len(self._inputs)}")
+
+    def get_inputs(self) -> list[ValueInfo]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[ValueInfo]:
+        return list(self._outputs)
+
+    def get_providers(self) -> list[str]:
+        return [f"torch:{self.device.type}"]
+
+    def run(
+        self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]
+    ) -> list[np.ndarray]:
+        """Outputs as float32 numpy arrays, in the order of ``output_names`` (None: all)."""
+        names = list(output_names) if output_names else [o.name for o in self._outputs]
+        with torch.inference_mode():
+            values = dict(self._constants)
+            for name, array in feed.items():
+                values[name] = torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(
+                    self.device, non_blocking=False
+                )
+            for node in self._nodes:
+                args = [values[name] if name else None for name in node.inputs]
+                results = _OPS[node.op](node, args)
+                values.update(zip(node.outputs, results, strict=True))
+            return [values[name].float().cpu().numpy() for name in names]
+
+
+def _info(value: Any) -> ValueInfo:
+    dims = value.type.tensor_type.shape.dim
+    return ValueInfo(value.name, [d.dim_value or d.dim_param or None for d in dims])
+
+
+def _plain(value: Any) -> Any:
+    """Attribute values as Python: bytes become str, repeated fields lists."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_node(node: _Node) -> None:
+    """Refuse, at load time, what `_OPS` would compute wrongly or not at all."""
+    if node.op not in _OPS:
+        raise UnsupportedGraphError(f"operator {node.op} is not implemented")
+    attrs = node.attrs
+    if attrs.get("auto_pad", "NOTSET") != "NOTSET":
+        raise UnsupportedGraphError(f"{node.op}: auto_pad={attrs['auto_pad']}")
+    if node.op == "Resize" and (
+        attrs.get("mode") != "nearest"
+        or attrs.get("coordinate_transformation_mode", "half_pixel") != "asymmetric"
+        or attrs.get("nearest_mode", "round_prefer_floor") != "floor"
+    ):
+        raise UnsupportedGraphError(f"Resize {attrs}: only nearest/asymmetric/floor")
+    if node.op in ("MaxPool", "AveragePool") and (
+        any(d != 1 for d in attrs.get("dilations", [1]))
+        or attrs.get("storage_order", 0)
+        or attrs.get("count_include_pad", 0)
+    ):
+        raise UnsupportedGraphError(f"{node.op} {attrs}")
+
+
+def _padded(args: list[Value | None], count: int) -> list[Value | None]:
+    """The node's inputs with the optional trailing ones it left out as None."""
+    return [*args, *[None] * (count - len(args))][:count]
+
+
+def _pads(attrs: dict[str, Any], spatial: int) -> tuple[list[int], list[int]]:
+    pads = list(attrs.get("pads", [0] * 2 * spatial))
+    return pads[:spatial], pads[spatial:]
+
+
+def _conv(node: _Node, args: list[Value | None]) -> list[Value]:
+    x, weight, bias = _padded(args, 3)
+    assert x is not None and weight is not None
+    begin, end = _pads(node.attrs, 2)
+    if begin != end:
+        x = F.pad(x, [begin[1], end[1], begin[0], end[0]])
+        begin = [0, 0]
+    out = F.conv2d(
+        x,
+        weight,
+        bias,
+        stride=node.attrs.get("strides", [1, 1]),
+        padding=begin,
+        dilation=node.attrs.get("dilations", [1, 1]),
+        groups=node.attrs.get("group", 1),
+    )
+    return [out]
+
+
+def _pool(node: _Node, args: list[Value | None]) -> list[Value]:
+    x = args[0]
+    assert x is not None
+    begin, end = _pads(node.attrs, 2)
+    if begin != end:
+        raise UnsupportedGraphError(f"{node.op} with asymmetric pads {node.attrs['pads']}")
+    common = {
+        "kernel_size": node.attrs["kernel_shape"],
+        "stride": node.attrs.get("strides", node.attrs["kernel_shape"]),
+        "padding": begin,
+        "ceil_mode": bool(node.attrs.get("ceil_mode", 0)),
+    }
+    if node.op == "MaxPool":
+        return [F.max_pool2d(x, **common)]
+    # ONNX's count_include_pad=0 (checked at load): windows cut by ceil_mode average what they hold
+    return [F.avg_pool2d(x, count_include_pad=False, **common)]
+
+
+def _resize(node: _Node, args: list[Value | None]) -> list[Value]:
+    x, _roi, scales, sizes = _padded(args, 4)
+    assert x is not None
+    if sizes is not None and sizes.numel():
+        size = [int(s) for s in sizes.tolist()]
+        if size[:2] != list(x.shape[:2]):
+            raise UnsupportedGraphError(f"Resize of batch or channels: {size}")
+        return [F.interpolate(x, size=size[2:], mode="nearest")]
+    assert scales is not None
+    factors = [float(s) for s in scales.tolist()]
+    if factors[:2] != [1.0, 1.0] or any(f != round(f) or f < 1 for f in factors[2:]):
+        raise UnsupportedGraphError(f"Resize by {factors}: only whole upscales")
+    size = [x.shape[2 + i] * int(f) for i, f in enumerate(factors[2:])]
+    return [F.interpolate(x, size=size, mode="nearest")]
+
+
+def _reshape(node: _Node, args: list[Value | None]) -> list[Value]:
+    x, shape = args
+    assert x is not None and shape is not None
+    target = [int(s) for s in shape.tolist()]
+    # ONNX: 0 copies the input's dimension (allowzero is not set by SCRFD)
+    target = [x.shape[i] if s == 0 else s for i, s in enumerate(target)]
+    return [x.reshape(target)]
+
+
+def _shape(node: _Node, args: list[Value | None]) -> list[Value]:
+    assert args[0] is not None
+    return [torch.tensor(list(args[0].shape), dtype=torch.int64)]
+
+
+def _gather(node: _Node, args: list[Value | None]) -> list[Value]:
+    x, indices = args
+    assert x is not None and indices is not None
+    axis = node.attrs.get("axis", 0)
+    picked = torch.index_select(x, axis, indices.reshape(-1).to(x.device) % x.shape[axis])
+    return [picked.reshape([*x.shape[:axis], *indices.shape, *x.shape[axis + 1 :]])]
+
+
+def _unsqueeze(node: _Node, args: list[Value | None]) -> list[Value]:
+    x = args[0]
+    assert x is not None
+    axes = node.attrs.get("axes")
+    if axes is None:  # opset 13: axes is an input
+        assert args[1] is not None
+        axes = [int(a) for a in args[1].tolist()]
+    rank = x.dim() + len(axes)
+    for axis in sorted(a % rank for a in axes):
+        x = x.unsqueeze(axis)
+    return [x]
+
+
+def _slice(node: _Node, args: list[Value | None]) -> list[Value]:
+    x, starts, ends, axes, steps = _padded(args, 5)
+    assert x is not None and starts is not None and ends is not None
+    axis_list = axes.tolist() if axes is not None else list(range(len(starts)))
+    step_list = steps.tolist() if steps is not None else [1] * len(starts)
+    index: list[slice] = [slice(None)] * x.dim()
+    for start, end, axis, step in zip(
+        starts.tolist(), ends.tolist(), axis_list, step_list, strict=True
+    ):
+        if step != 1:
+            raise UnsupportedGraphError(f"Slice with step {step}")
+        index[axis] = slice(start, end)  # Python clamps out-of-range bounds as ONNX does
+    return [x[tuple(index)]]
+
+
+def _concat(node: _Node, args: list[Value | None]) -> list[Value]:
+    parts = [a for a in args if a is not None]
+    return [torch.cat(parts, dim=node.attrs["axis"])]
+
+
+def _unary(
+    function: Callable[[Value], Value],
+) -> Callable[[_Node, list[Value | None]], list[Value]]:
+    def run(node: _Node, args: list[Value | None]) -> list[Value]:
+        assert args[0] is not None
+        return [function(args[0])]
+
+    return run
+
+
+def _binary(
+    function: Callable[[Value, Value], Value],
+) -> Callable[[_Node, list[Value | None]], list[Value]]:
+    def run(node: _Node, args: list[Value | None]) -> list[Value]:
+        a, b = args
+        assert a is not None and b is not None
+        return [function(a, b)]
+
+    return run
+
+
+def _transpose(node: _Node, args: list[Value | None]) -> list[Value]:
+    x = args[0]
+    assert x is not None
+    perm = node.attrs.get("perm", list(reversed(range(x.dim()))))
+    return [x.permute(*perm)]
+
+
+_OPS: dict[str, Callable[[_Node, list[Value | None]], list[Value]]] = {
+    "Conv": _conv,
+    "Relu": _unary(torch.relu),
+    "Sigmoid": _unary(torch.sigmoid),
+    "Add": _binary(torch.add),
+    "Mul": _binary(torch.mul),
+    "MaxPool": _pool,
+    "AveragePool": _pool,
+    "Resize": _resize,
+    "Transpose": _transpose,
+    "Reshape": _reshape,
+    "Shape": _shape,
+    "Gather": _gather,
+    "Unsqueeze": _unsqueeze,
+    "Slice": _slice,
+    "Concat": _concat,
+}

@@ -1,0 +1,237 @@
+"""SCRFD in PyTorch (`fame.faces.torch_session`): the same outputs and faces as ONNX Runtime, and
+a clear refusal of graphs it cannot run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from fame.errors import FameError
+from fame.faces.detector import ScrfdDetector, load_detector
+from fame.faces.frontend import FrontEnd, FrontEndConfig
+from fame.faces.scrfd_graph import free_size_graph
+from fame.faces.torch_session import TorchSession, UnsupportedGraphError
+from fame.video.decode import DecodeLimits, SamplingPolicy, Video
+from schemas.errors import ErrorCode
+
+CPU = ["CPUExecutionProvider"]
+
+
+def _both(graph: bytes, feed: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    want = onnxruntime.InferenceSession(graph, providers=CPU).run(None, feed)
+    got = TorchSession(graph).run(None, feed)
+    return want, got
+
+
+@pytest.mark.parametrize("model", ["scrfd_500m_bnkps.onnx", "scrfd_2.5g.onnx"])
+@pytest.mark.parametrize("size", [(640, 640), (384, 640), (224, 320)])
+def test_scrfd_graphs_give_onnx_runtime_outputs(
+    shared: Path, model: str, size: tuple[int, int]
+) -> None:
+    path = shared / "models" / model
+    if not path.exists():
+        pytest.skip(f"{path} not in the shared folder")
+    graph = free_size_graph(path)
+    assert graph is not None
+    blob = np.random.default_rng(1).standard_normal((1, 3, *size), dtype=np.float32)
+    want, got = _both(graph, {"input.1": blob})
+    assert len(want) == len(got) == 9
+    for a, b in zip(want, got, strict=True):
+        assert a.shape == b.shape and b.dtype == np.float32
+        np.testing.assert_allclose(b, a, atol=1e-4)
+
+
+def test_session_interface_is_what_insightface_reads(detector: Path) -> None:
+    graph = free_size_graph(detector)
+    assert graph is not None
+    session = TorchSession(graph)
+    (given,) = session.get_inputs()
+    assert given.name == "input.1" and given.shape[:2] == [1, 3]
+    assert isinstance(given.shape[2], str)  # free size: the adapter reads no fixed input
+    names = [o.name for o in session.get_outputs()]
+    assert names[:3] == ["score_8", "score_16", "score_32"]
+    assert session.get_providers() == ["torch:cpu"]
+    blob = np.zeros((1, 3, 64, 96), np.float32)
+    picked = session.run(["kps_8", "score_32"], {"input.1": blob})
+    assert [p.shape for p in picked] == [(1, 8 * 12 * 2, 10), (1, 2 * 3 * 2, 1)]
+
+
+def _frames(path: Path, count: int) -> list[np.ndarray]:
+    with Video(path, DecodeLimits()) as video:
+        frames = video.frames(SamplingPolicy())
+        return [next(frames).rgb for _ in range(count)]
+
+
+@pytest.mark.parametrize("video", ["faces/driving_d11.mp4", "faces/source_s32.mp4"])
+def test_detector_finds_the_same_faces_on_either_backend(
+    shared: Path, detector: Path, video: str
+) -> None:
+    onnx_runtime = ScrfdDetector(detector, det_thresh=0.4, backend="onnxruntime")
+    torch_backend = ScrfdDetector(detector, det_thresh=0.4, backend="torch")
+    assert onnx_runtime.name.endswith("@CPUExecutionProvider")
+    assert torch_backend.name.endswith("@torch:cpu")
+    for rgb in _frames(shared / "data" / video, 4):
+        want, got = onnx_runtime.detect(rgb), torch_backend.detect(rgb)
+        assert len(got) == len(want) == 1
+        np.testing.assert_allclose(got.boxes, want.boxes, atol=0.05)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-4)
+        assert got.keypoints is not None and want.keypoints is not None
+        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=0.05)
+
+
+def test_front_end_on_torch_gives_the_same_crops(shared: Path, detector: Path) -> None:
+    video = shared / "data" / "samples" / "carphone_pristine.mp4"
+    tracks = {}
+    for backend in ("onnxruntime", "torch"):
+        config = FrontEndConfig(
+            detector_path=str(detector), detector_backend=backend, allow_fallback_detector=False
+        )
+        result = FrontEnd(config).process(video)
+        assert backend.replace("onnxruntime", "CPUExecutionProvider") in result.detector
+        tracks[backend] = result.tracks
+    want, got = tracks["onnxruntime"], tracks["torch"]
+    assert len(got) == len(want) >= 1
+    assert got[0].crops.shape == want[0].crops.shape
+    assert np.abs(got[0].crops.astype(np.int16) - want[0].crops).mean() < 0.5
+
+
+def test_auto_keeps_onnx_runtime_where_no_gpu_needs_pytorch(detector: Path) -> None:
+    """On this CPU machine `auto` must not trade ONNX Runtime for the slower PyTorch."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: auto may rightly choose PyTorch")
+    assert load_detector(detector).name.endswith("@CPUExecutionProvider")
+
+
+def test_unknown_backend_is_refused(detector: Path) -> None:
+    with pytest.raises(ValueError, match="backend"):
+        ScrfdDetector(detector, backend="tensorrt")
+    with pytest.raises(ValueError, match="detector_backend"):
+        FrontEndConfig(detector_backend="tensorrt")
+
+
+# --- small graphs: operators at the edges SCRFD's exports do not reach -------------------------
+
+
+def _graph(
+    nodes: list[onnx.NodeProto],
+    shape: list[int],
+    out_shape: list[int | str],
+    initializers: list[onnx.TensorProto] = (),  # type: ignore[assignment]
+) -> bytes:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+        list(initializers),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("ceil_mode", [0, 1])
+@pytest.mark.parametrize(
+    "pool",
+    [
+        {"op_type": "MaxPool", "kernel_shape": [2, 2], "strides": [2, 2]},
+        {"op_type": "AveragePool", "kernel_shape": [2, 2], "strides": [2, 2]},
+        {"op_type": "AveragePool", "kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+    ],
+)
+def test_pooling_on_odd_sizes(pool: dict[str, object], ceil_mode: int) -> None:
+    """Windows cut by the border (ceil_mode, padding) average only what they hold, as in ONNX."""
+    node = helper.make_node(inputs=["x"], outputs=["y"], ceil_mode=ceil_mode, **pool)  # type: ignore[arg-type]
+    blob = np.random.default_rng(2).standard_normal((1, 2, 7, 9), dtype=np.float32)
+    want, got = _both(_graph([node], [1, 2, 7, 9], [1, 2, "h", "w"]), {"x": blob})
+    assert got[0].shape == want[0].shape
+    np.testing.assert_allclose(got[0], want[0], atol=1e-6)
+
+
+def test_shape_arithmetic_and_asymmetric_conv_padding() -> None:
+    """Gather with a negative index, Slice past the end, Unsqueeze, Concat of shapes, Resize by
+    sizes (the 2.5G graph's pattern), and a convolution padded on one side only."""
+    weight = np.random.default_rng(3).standard_normal((3, 2, 3, 3), dtype=np.float32)
+    constants = [
+        numpy_helper.from_array(weight, "w"),
+        numpy_helper.from_array(np.array(-1, np.int64), "last"),
+        numpy_helper.from_array(np.array(-2, np.int64), "second_last"),
+        numpy_helper.from_array(np.array([0], np.int64), "zero"),
+        numpy_helper.from_array(np.array([2], np.int64), "two"),
+        numpy_helper.from_array(np.array([99], np.int64), "far"),
+        numpy_helper.from_array(np.zeros(0, np.float32), "empty"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[0, 1, 2, 0], strides=[1, 2]),
+        helper.make_node("Shape", ["x"], ["xs"]),
+        helper.make_node("Gather", ["xs", "second_last"], ["h"], axis=0),
+        helper.make_node("Gather", ["xs", "last"], ["w_"], axis=0),
+        helper.make_node("Unsqueeze", ["h"], ["h1"], axes=[0]),
+        helper.make_node("Unsqueeze", ["w_"], ["w1"], axes=[0]),
+        helper.make_node("Shape", ["c"], ["cs"]),
+        helper.make_node("Slice", ["cs", "zero", "two", "zero"], ["nc"]),
+        helper.make_node("Concat", ["nc", "h1", "w1"], ["size"], axis=0),
+        helper.make_node(
+            "Resize",
+            ["c", "empty", "empty", "size"],
+            ["r"],
+            mode="nearest",
+            coordinate_transformation_mode="asymmetric",
+            nearest_mode="floor",
+        ),
+        helper.make_node("Slice", ["r", "zero", "far", "zero"], ["s"]),
+        helper.make_node("Sigmoid", ["s"], ["y"]),
+    ]
+    blob = np.random.default_rng(4).standard_normal((1, 2, 6, 10), dtype=np.float32)
+    want, got = _both(_graph(nodes, [1, 2, 6, 10], [1, 3, 6, 10], constants), {"x": blob})
+    assert got[0].shape == want[0].shape == (1, 3, 6, 10)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("node", "reason"),
+    [
+        (helper.make_node("Softmax", ["x"], ["y"]), "Softmax is not implemented"),
+        (
+            helper.make_node(
+                "Resize",
+                ["x", "empty", "scales"],
+                ["y"],
+                mode="linear",
+                coordinate_transformation_mode="asymmetric",
+            ),
+            "nearest",
+        ),
+        (
+            helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], auto_pad="SAME_UPPER"),
+            "auto_pad",
+        ),
+    ],
+)
+def test_graphs_it_cannot_run_are_refused_at_load(node: onnx.NodeProto, reason: str) -> None:
+    constants = [
+        numpy_helper.from_array(np.zeros(0, np.float32), "empty"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+    ]
+    graph = _graph([node], [1, 1, 4, 4], [1, 1, "h", "w"], constants)
+    with pytest.raises(UnsupportedGraphError, match=reason):
+        TorchSession(graph)
+
+
+def test_detector_that_torch_cannot_run_fails_with_model_error(tmp_path: Path) -> None:
+    """``backend="torch"`` on such a graph is a typed startup failure, not a half-run model."""
+    node = helper.make_node("Softmax", ["x"], ["y"])
+    path = tmp_path / "softmax.onnx"
+    path.write_bytes(_graph([node], [1, 3, 64, 64], [1, 3, 64, 64]))
+    with pytest.raises(FameError) as caught:
+        ScrfdDetector(path, backend="torch")
+    assert caught.value.code == ErrorCode.MODEL_ERROR
+    assert "Softmax" in str(caught.value)
