@@ -6,14 +6,16 @@ end then runs once per lever in `LEVERS` (detecting on every 2nd sampled frame,
 `FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both) and once on the detector
 runtime that `auto` did not choose (`FAME_DETECTOR_BACKEND`: PyTorch on a CPU, where it is slower;
 on a GPU machine whichever of ONNX Runtime and PyTorch `auto` left out), with how far its crops
-move from the default settings. The ceiling is `FrontEndPool` (the service's worker processes)
-over a list of videos at once: the events/s the service could reach if everything after the
-front end were free.
+move from the default settings. `detector_network` times SCRFD's network alone per runtime
+(ONNX Runtime on the CPU, PyTorch eager, and on CUDA PyTorch with CUDA graphs). The ceiling is
+`FrontEndPool` (the service's worker processes) over a list of videos at once: the events/s the
+service could reach if everything after the front end were free.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bench.stats import ratio
+from bench.stats import median, ratio, time_calls
 from fame.faces.detector import FaceDetector
 from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool, FrontEndResult
 
@@ -100,7 +102,56 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
                 "crop_mad": _crop_difference(result.tracks, lever_result.tracks),
             }
         rows.append(row)
-    return {"detector": frontend.detector.name, "videos": rows}
+    return {
+        "detector": frontend.detector.name,
+        "videos": rows,
+        "detector_network": detector_network(detector_path),
+    }
+
+
+NETWORK_SIZES = ((640, 384), (640, 640))  # (width, height): a 16:9 frame's input, a square one
+
+
+def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, Any]]:
+    """SCRFD's network alone (no resize, anchors or NMS) on a random blob per input size: ms per
+    call (median, outputs back on the host) for each runtime, and the largest output difference
+    from ONNX Runtime on the CPU (the reference every other runtime must reproduce)."""
+    import onnxruntime
+    import torch
+
+    from fame.faces.scrfd_graph import free_size_graph
+    from fame.faces.torch_session import TorchSession
+
+    graph = free_size_graph(detector_path)
+    if graph is None:
+        return []
+    reference = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    runtimes: dict[str, Any] = {
+        "onnxruntime:cpu": reference,
+        f"torch:{device} eager": TorchSession(graph, device, cuda_graphs=False),
+    }
+    if device == "cuda":
+        runtimes["torch:cuda graphs"] = TorchSession(graph, device)
+    name = reference.get_inputs()[0].name
+    rows = []
+    for width, height in NETWORK_SIZES:
+        feed = {name: np.random.default_rng(0).standard_normal((1, 3, height, width), np.float32)}
+        want = reference.run(None, feed)
+        for runtime, session in runtimes.items():
+            got = session.run(None, feed)
+            seconds = time_calls(functools.partial(session.run, None, feed), repeats)
+            rows.append(
+                {
+                    "runtime": runtime,
+                    "input": f"{width}x{height}",
+                    "ms": 1000 * median(seconds),
+                    "max_abs_diff": max(
+                        float(np.abs(a - b).max()) for a, b in zip(want, got, strict=True)
+                    ),
+                }
+            )
+    return rows
 
 
 def _timed(frontend: FrontEnd, path: Path) -> tuple[FrontEndResult, float]:

@@ -2,8 +2,8 @@
 # Prepares what a lent GPU machine (bare image: Python 3.12 + torch, no PyAV/InsightFace/pydantic)
 # needs to run `bench.run --only model` and `--only frontend embedded`, within the device tool's
 # 64 MiB carry limit (about 50 MiB with the repository):
-#   .whl/  PyAV, InsightFace, pydantic(-settings) and redis-py wheels for CPython 3.12 (versions
-#          of this .venv; the image has torch, onnxruntime, OpenCV, prometheus-client)
+#   .whl/  PyAV, InsightFace, pydantic(-settings), redis-py and pytest wheels for CPython 3.12
+#          (versions of this .venv; the image has torch, onnxruntime, OpenCV, prometheus-client)
 #   .gpu/  the front-end, event and latency (driving_d10) videos and SCRFD-500M
 # (the synth probe's crops, `--save-crops`, are 11 MB more; that probe is host-bound there)
 # Both folders are git-ignored here (.git/info/exclude). Then, one device call with
@@ -20,7 +20,7 @@ done
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 mkdir -p .whl
 for name in av insightface pydantic pydantic_core annotated-types typing-inspection typing_extensions \
-    pydantic-settings python-dotenv redis; do
+    pydantic-settings python-dotenv redis pytest pluggy iniconfig packaging; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl "$name==$(version "$name")"
@@ -40,6 +40,7 @@ cat <<'EOF'
 device command (carry [".gpu", ".whl"]):
 set -o pipefail; export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 FAME_SHARED_DIR=.gpu/shared;
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
+python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py tests/test_detector_size.py 2>&1 | tail -15;
 python3 -m bench.run --only model --out $OUT/gpu-model.json;
 python3 -m bench.run --only frontend embedded --out $OUT/gpu-frontend-embedded.json
 EOF

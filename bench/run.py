@@ -279,6 +279,14 @@ def summary(results: dict[str, Any]) -> str:
                     f"    full, {name:<24} {lever['full_fps']:>7.1f} ({lever['speedup']:.2f}x, "
                     f"crops {'n/a' if mad is None else f'{mad:.1f} grey levels'} from default)"
                 )
+        lines.append(
+            "  SCRFD network alone, ms per call (max output difference from onnxruntime:cpu):"
+        )
+        for row in results["frontend"].get("detector_network", []):
+            lines.append(
+                f"    {row['runtime']:<20} {row['input']:<8} {row['ms']:>7.2f} ms  "
+                f"({row['max_abs_diff']:.1e})"
+            )
     if "e2e" in results:
         e = results["e2e"]
         c = e["frontend_ceiling"]

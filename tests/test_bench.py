@@ -98,6 +98,11 @@ def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
     runtime = row["levers"][f"detector_backend_{other}"]
     assert runtime["detector"] != result["detector"]
     assert runtime["crop_mad"] < 0.5
+    network = result["detector_network"]
+    assert {r["runtime"] for r in network} >= {"onnxruntime:cpu"}
+    assert len({r["input"] for r in network}) == len(frontend.NETWORK_SIZES)
+    for r in network:
+        assert r["ms"] > 0 and r["max_abs_diff"] < 1e-3
 
 
 @pytest.mark.integration

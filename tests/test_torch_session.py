@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from fame.errors import FameError
@@ -65,6 +66,26 @@ def _frames(path: Path, count: int) -> list[np.ndarray]:
     with Video(path, DecodeLimits()) as video:
         frames = video.frames(SamplingPolicy())
         return [next(frames).rgb for _ in range(count)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_matches_eager_at_every_size(detector: Path) -> None:
+    graph = free_size_graph(detector)
+    assert graph is not None
+    eager = TorchSession(graph, "cuda", cuda_graphs=False)
+    replayed = TorchSession(graph, "cuda")
+    for size in [(384, 640), (640, 640), (384, 640)]:  # a size seen again replays its graph
+        blob = np.random.default_rng(5).standard_normal((1, 3, *size), dtype=np.float32)
+        want, got = eager.run(None, {"input.1": blob}), replayed.run(None, {"input.1": blob})
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-5)
+    assert replayed.cuda_graphs and len(replayed._captured) == 2
+
+
+def test_cuda_graphs_are_off_on_a_cpu(detector: Path) -> None:
+    graph = free_size_graph(detector)
+    assert graph is not None
+    assert not TorchSession(graph, "cpu", cuda_graphs=True).cuda_graphs
 
 
 @pytest.mark.parametrize("video", ["faces/driving_d11.mp4", "faces/source_s32.mp4"])

@@ -11,10 +11,17 @@ This is an interpreter for the operators SCRFD's exports use, not a general ONNX
 graph with any other operator, or an attribute outside what is checked below, is refused when it
 is loaded (`UnsupportedGraphError`), never half-run. Node order is the graph's, which ONNX
 requires to be topological.
+
+On CUDA each input size is captured once as a CUDA graph and replayed: SCRFD-500M is ~130 small
+kernels, and launching them one by one from Python costs more CPU than the GPU spends on them,
+in front-end workers whose CPU is what bounds the service. Up to `MAX_CUDA_GRAPHS` sizes are
+kept (frames are fitted to a few sizes, see `fame.faces.detector.fit_input_size`); others, and
+everything when a capture fails (logged once), run eagerly.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +31,12 @@ import torch
 import torch.nn.functional as F
 
 Value = torch.Tensor
+log = logging.getLogger(__name__)
+
+MAX_CUDA_GRAPHS = 16
+# inputs that are parameters of an operator, not data: read on the host (a device tensor read
+# there would synchronise, which a CUDA graph capture forbids)
+_HOST_INPUTS = {"Resize": 1, "Reshape": 1, "Slice": 1, "Unsqueeze": 1, "Gather": 1}
 
 
 class UnsupportedGraphError(ValueError):
@@ -50,7 +63,9 @@ class _Node:
 class TorchSession:
     """``onnxruntime.InferenceSession``'s interface over a float32 graph run in PyTorch."""
 
-    def __init__(self, graph: bytes, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, graph: bytes, device: str | torch.device = "cpu", cuda_graphs: bool = True
+    ) -> None:
         import onnx
         from onnx import helper, numpy_helper
 
@@ -67,19 +82,28 @@ class TorchSession:
         ]
         for node in self._nodes:
             _check_node(node)
+        host = {
+            name
+            for node in self._nodes
+            if node.op in _HOST_INPUTS
+            for name in node.inputs[_HOST_INPUTS[node.op] :]
+        }
         self._constants: dict[str, Value] = {}
         for tensor in model.graph.initializer:
             array = numpy_helper.to_array(tensor)
             value = torch.from_numpy(array.copy())
-            # float weights live on the device; integer ones are shapes and indices (host)
+            on_device = array.dtype.kind == "f" and tensor.name not in host
             self._constants[tensor.name] = (
-                value.to(self.device, torch.float32) if array.dtype.kind == "f" else value
+                value.to(self.device, torch.float32) if on_device else value
             )
         initialised = set(self._constants)
         self._inputs = [_info(v) for v in model.graph.input if v.name not in initialised]
         self._outputs = [_info(v) for v in model.graph.output]
         if len(self._inputs) != 1:
             raise UnsupportedGraphError(f"expected one graph input, got {len(self._inputs)}")
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._captured: dict[tuple[int, ...], _Captured] = {}
+        self._pool: Any = None  # one memory pool for every captured size (replays never overlap)
 
     def get_inputs(self) -> list[ValueInfo]:
         return list(self._inputs)
@@ -95,17 +119,66 @@ class TorchSession:
     ) -> list[np.ndarray]:
         """Outputs as float32 numpy arrays, in the order of ``output_names`` (None: all)."""
         names = list(output_names) if output_names else [o.name for o in self._outputs]
+        (array,) = feed.values()
+        blob = torch.from_numpy(np.ascontiguousarray(array, np.float32))
         with torch.inference_mode():
-            values = dict(self._constants)
-            for name, array in feed.items():
-                values[name] = torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(
-                    self.device, non_blocking=False
-                )
-            for node in self._nodes:
-                args = [values[name] if name else None for name in node.inputs]
-                results = _OPS[node.op](node, args)
-                values.update(zip(node.outputs, results, strict=True))
-            return [values[name].float().cpu().numpy() for name in names]
+            outputs = self._replay(blob) if self.cuda_graphs else None
+            if outputs is None:
+                outputs = self.forward(blob.to(self.device))
+            return [outputs[name].float().cpu().numpy() for name in names]
+
+    def forward(self, x: Value) -> dict[str, Value]:
+        """The graph's outputs by name, for an input already on the device (eager)."""
+        values = dict(self._constants)
+        values[self._inputs[0].name] = x
+        for node in self._nodes:
+            args = [values[name] if name else None for name in node.inputs]
+            values.update(zip(node.outputs, _OPS[node.op](node, args), strict=True))
+        return {o.name: values[o.name] for o in self._outputs}
+
+    def _replay(self, blob: Value) -> dict[str, Value] | None:
+        """The outputs by replaying this size's CUDA graph (captured on first sight), or None
+        to run eagerly: too many sizes, or capture does not work here."""
+        key = tuple(blob.shape)
+        captured = self._captured.get(key)
+        if captured is None:
+            if len(self._captured) >= MAX_CUDA_GRAPHS:
+                return None
+            try:
+                captured = self._capture(blob)
+            except Exception as e:  # a driver or allocator that cannot capture: eager for good
+                log.warning("detector: CUDA graph capture failed (%s); runs eagerly", e)
+                self.cuda_graphs = False
+                return None
+            self._captured[key] = captured
+        captured.input.copy_(blob)
+        captured.graph.replay()
+        return captured.outputs
+
+    def _capture(self, blob: Value) -> _Captured:
+        static = blob.to(self.device)
+        side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+        # warm-up off the capturing stream, as capture requires
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.forward(static)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            outputs = self.forward(static)
+        if self._pool is None:
+            self._pool = graph.pool()
+        return _Captured(graph, static, outputs)
+
+
+@dataclass(frozen=True)
+class _Captured:
+    """One input size's CUDA graph: copy into ``input``, replay, read ``outputs``."""
+
+    graph: Any  # torch.cuda.CUDAGraph
+    input: Value
+    outputs: dict[str, Value]
 
 
 def _info(value: Any) -> ValueInfo:
