@@ -10,6 +10,8 @@ One process, warmed by one event (model and detector loaded), then:
 - the **latency** loads of the GPU target: a 10-s 512x512 clip (the first 10 s of driving_d10,
   re-encoded), first as a burst of `latency_events` (its maximum rate), then paced at
   `paced_fraction` of that rate;
+- with `nvdec`, where this process can decode on the GPU's NVDEC: the burst again on a process
+  with `FAME_HWACCEL=cuda`, against the decode-only ceiling on NVDEC;
 - with `wide_workers`, the same latency loads on a second process whose front end has fewer,
   wider workers (`wide_split`): one video's detection then runs on several cores, the setting
   to choose where the latency of single long uploads matters more than throughput.
@@ -37,6 +39,7 @@ from bench import frontend
 from bench.stats import percentiles, ratio
 from bench.untrained import make_checkpoint
 from fame.faces.frontend import available_cpus
+from fame.video.decode import hwaccel_unavailable
 
 LATENCY_SOURCE = "faces/driving_d10.mp4"  # 512x512, 15 s at 30 fps: its first 10 s
 LATENCY_CLIP_S = 10.0
@@ -53,6 +56,7 @@ class EmbeddedSettings:
     detect_every: int = 1
     timeout_s: float = 600.0
     wide_workers: bool = True
+    nvdec: bool = True  # where NVDEC can be opened (never on a CPU-only machine)
 
     def __post_init__(self) -> None:
         if self.events < 2 or self.workers < 1 or self.detect_every < 1:
@@ -113,6 +117,12 @@ def run(
                     "detector_threads": threads,
                     **_latency(service, clip, latency_source, settings),
                 }
+        nvdec: dict[str, Any] = {}
+        if settings.nvdec and hwaccel_unavailable("cuda") is None:
+            try:
+                nvdec = _nvdec_burst(env, work, burst, settings, result["events_per_s"])
+            except Exception as e:  # measured only where a GPU is lent: keep what came before
+                nvdec = {"error": repr(e)}
     return {
         "settings": settings.__dict__,
         "frontend_ceiling": ceiling,
@@ -122,6 +132,27 @@ def run(
         "e2e_vs_decode_ceiling": ratio(result["events_per_s"], decode_ceiling["events_per_s"]),
         "latency": latency,
         "latency_wide_workers": wide,
+        "nvdec": nvdec,
+    }
+
+
+def _nvdec_burst(
+    env: dict[str, str],
+    work: Path,
+    burst: list[Path],
+    settings: EmbeddedSettings,
+    software_events_per_s: float,
+) -> dict[str, Any]:
+    """The burst on a process decoding with NVDEC, against NVDEC's decode-only ceiling."""
+    ceiling = frontend.decode_ceiling(burst, settings.workers, "cuda")
+    with _Service({**env, "FAME_HWACCEL": "cuda"}, work / "nvdec", settings.timeout_s) as service:
+        service.offer([burst[0]], interval_s=0.0)  # warm-up
+        result = service.offer(burst, interval_s=0.0)
+    return {
+        "decode_only_ceiling": ceiling,
+        **result,
+        "e2e_vs_decode_ceiling": ratio(result["events_per_s"], ceiling["events_per_s"]),
+        "events_per_s_vs_software_decoding": ratio(result["events_per_s"], software_events_per_s),
     }
 
 

@@ -25,8 +25,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bench.stats import median, ratio, time_calls
+from fame.errors import FameError
 from fame.faces.detector import FaceDetector
 from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool, FrontEndResult
+from fame.video.decode import Video, hwaccel_unavailable
 
 
 class Lever(NamedTuple):
@@ -35,6 +37,7 @@ class Lever(NamedTuple):
     detect_every: int = 1  # FAME_DETECT_EVERY
     det_size: int = 640  # FAME_DETECT_SIZE
     detector_backend: str = "auto"  # FAME_DETECTOR_BACKEND
+    hwaccel: str = "none"  # FAME_HWACCEL
 
 
 LEVERS = {
@@ -70,6 +73,9 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
     frontend = build(Lever())
     other = other_backend(frontend.detector.name)
     settings_of = {**LEVERS, f"detector_backend_{other}": Lever(detector_backend=other)}
+    nvdec = hwaccel_unavailable("cuda") is None
+    if nvdec:
+        settings_of["hwaccel_cuda"] = Lever(hwaccel="cuda")
     levers = {name: build(settings) for name, settings in settings_of.items()}
     rows = []
     for path in videos:
@@ -85,13 +91,18 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
             "sampled_frames": sampled,
             "decode_only_fps": ratio(sampled, decode_s),
             "decode_detect_fps": ratio(sampled, detect_s),
+            **(_nvdec_decode(path, config, sampled, decode_s) if nvdec else {}),
             "full_fps": full_fps,
             "full_stage_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
             "tracks": len(result.tracks),
             "levers": {},
         }
         for name, lever in levers.items():
-            lever_result, lever_s = _timed(lever, path)
+            try:
+                lever_result, lever_s = _timed(lever, path)
+            except FameError as e:  # NVDEC is only ever tried where a GPU is lent: keep the rest
+                row["levers"][name] = {"settings": settings_of[name]._asdict(), "error": str(e)}
+                continue
             fps = ratio(lever_result.sampled_frames, lever_s)
             row["levers"][name] = {
                 "settings": settings_of[name]._asdict(),
@@ -154,6 +165,26 @@ def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, A
     return rows
 
 
+def _nvdec_decode(
+    path: Path, config: FrontEndConfig, sampled: int, software_s: float
+) -> dict[str, Any]:
+    """Decode-only on NVDEC: sampled frames/s, its speed-up over software decoding, and whether
+    the decoder really ran on the device."""
+    nvdec = dataclasses.replace(config, hwaccel="cuda")
+    try:
+        seconds, _ = _decode(path, nvdec, None)
+        with Video(path, nvdec.limits, "cuda") as video:
+            next(video.frames(nvdec.sampling))
+            hardware = video.hardware_decoding
+    except FameError as e:
+        return {"nvdec_error": str(e)}
+    return {
+        "decode_only_nvdec_fps": ratio(sampled, seconds),
+        "nvdec_speedup": ratio(software_s, seconds),
+        "nvdec_in_hardware": hardware,
+    }
+
+
 def _timed(frontend: FrontEnd, path: Path) -> tuple[FrontEndResult, float]:
     started = time.perf_counter()
     result = frontend.process(path)
@@ -170,11 +201,9 @@ def _crop_difference(full: list[FaceTrack], keyed: list[FaceTrack]) -> float | N
 
 def _decode(path: Path, config: FrontEndConfig, detector: FaceDetector | None) -> tuple[float, int]:
     """Seconds to decode (and detect on, when given a detector) every sampled frame."""
-    from fame.video.decode import Video
-
     started = time.perf_counter()
     sampled = 0
-    with Video(path, config.limits) as video:
+    with Video(path, config.limits, config.hwaccel) as video:
         for frame in video.frames(config.sampling):
             if detector is not None:
                 detector.detect(frame.rgb)
@@ -182,10 +211,10 @@ def _decode(path: Path, config: FrontEndConfig, detector: FaceDetector | None) -
     return time.perf_counter() - started, sampled
 
 
-def decode_ceiling(videos: list[Path], workers: int) -> dict[str, Any]:
+def decode_ceiling(videos: list[Path], workers: int, hwaccel: str = "none") -> dict[str, Any]:
     """Events/s of decoding alone (the service's sampling) in `workers` processes over `videos`
-    submitted at once: the rate no front end can beat on this machine's CPU."""
-    config = FrontEndConfig()
+    submitted at once: the rate no front end can beat on this machine (with this decoder)."""
+    config = FrontEndConfig(hwaccel=hwaccel)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_decode, videos[:workers], [config] * workers, [None] * workers))
         started = time.perf_counter()
@@ -193,6 +222,7 @@ def decode_ceiling(videos: list[Path], workers: int) -> dict[str, Any]:
         seconds = time.perf_counter() - started
     return {
         "workers": workers,
+        "hwaccel": hwaccel,
         "videos": len(videos),
         "seconds": seconds,
         "events_per_s": len(videos) / seconds,

@@ -97,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.machine_info([sys.executable, "-m", "bench.run", *sys.argv[1:]]),
     }
     started = time.perf_counter()
+    out = args.out or default_out(dev.type, args.quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        """After every section: a later one that fails (or a device call cut short) loses only
+        itself."""
+        results["wall_s"] = time.perf_counter() - started
+        out.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+
     if "model" in args.only:
         _progress("model: peak matmul and FAME variants")
         from bench import model
@@ -110,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         results["model"] = model.run(
             settings, dev, peak["nominal_flops"] or peak["measured_matmul_flops"]
         )
+        save()
     if "frontend" in args.only:
         _progress("front end: decode / decode+detect / full per video")
         from bench import frontend
 
         videos = [data / v for v in FRONTEND_VIDEOS[: 2 if args.quick else None]]
         results["frontend"] = frontend.run(videos, detector)
+        save()
     if "e2e" in args.only or "redis" in args.only:
         services = services_env()
         needed = ("FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL")
@@ -128,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import redis_memory
 
         results["redis"] = redis_memory.run(services["FAME_REDIS_URL"])
+        save()
     if "e2e" in args.only:
         _progress("end to end: front-end ceiling, then consumers under load (minutes)")
         from bench import end_to_end
@@ -141,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             services["FAME_KAFKA_BOOTSTRAP_SERVERS"],
             services["FAME_REDIS_URL"],
         )
+        save()
     if "embedded" in args.only:
         _progress("embedded: the service without Kafka and Redis, burst vs front-end ceiling")
         from bench import embedded
@@ -159,10 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             results[section]["compute_bound"] = compute_bound(
                 results["model"], results[section]["frontend_ceiling"], dev.type
             )
-    results["wall_s"] = time.perf_counter() - started
-    out = args.out or default_out(dev.type, args.quick)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+    save()
     print(summary(results))
     print(f"raw results: {out}")
     return 0
@@ -273,7 +283,17 @@ def summary(results: dict[str, Any]) -> str:
                 f"  {v['video']:<25} {v['resolution']:<9} {v['decode_only_fps']:>7.1f} "
                 f"{v['decode_detect_fps']:>8.1f} {v['full_fps']:>8.1f}"
             )
+            if "nvdec_error" in v:
+                lines.append(f"    decode-only on NVDEC failed: {v['nvdec_error']}")
+            if "decode_only_nvdec_fps" in v:
+                lines.append(
+                    f"    decode-only on NVDEC {v['decode_only_nvdec_fps']:>7.1f} "
+                    f"({v['nvdec_speedup']:.2f}x; in hardware: {v['nvdec_in_hardware']})"
+                )
             for name, lever in v["levers"].items():
+                if "error" in lever:
+                    lines.append(f"    full, {name:<24} failed: {lever['error']}")
+                    continue
                 mad = lever["crop_mad"]
                 lines.append(
                     f"    full, {name:<24} {lever['full_fps']:>7.1f} ({lever['speedup']:.2f}x, "
@@ -353,6 +373,16 @@ def summary(results: dict[str, Any]) -> str:
                 else ")"
             )
         )
+        if b.get("nvdec", {}).get("error"):
+            lines.append(f"  FAME_HWACCEL=cuda (NVDEC) burst failed: {b['nvdec']['error']}")
+        elif b.get("nvdec"):
+            n = b["nvdec"]
+            lines.append(
+                f"  FAME_HWACCEL=cuda (NVDEC), burst: {n['events_per_s']:.3f} events/s "
+                f"({n['events_per_s_vs_software_decoding']:.2f}x software decoding); NVDEC "
+                f"decode-only ceiling {n['decode_only_ceiling']['events_per_s']:.3f} (ratio "
+                f"{n['e2e_vs_decode_ceiling']:.3f})"
+            )
         if "compute_bound" in b:
             lines.append(_bound_line(b["compute_bound"], b["events_per_s"]))
         front_ends = f"{b['settings']['workers']} workers x 1 detector thread"

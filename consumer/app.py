@@ -51,6 +51,7 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
         det_size=settings.detect_size,
         detector_threads=settings.detector_threads,
         detector_backend=settings.detector_backend,
+        hwaccel=settings.hwaccel,
     )
 
 

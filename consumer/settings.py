@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         "PyTorch reaches the GPU (onnxruntime CPU build, or onnxruntime-gpu missing its CUDA "
         "libraries)",
     )
+    hwaccel: Literal["none", "cuda"] = Field(
+        "none",
+        description="decode on the GPU's video engine (cuda: NVDEC) where the process can open "
+        "it, else in software with a warning",
+    )
     workers: int = Field(2, ge=1, le=64, description="front-end worker processes")
     detector_threads: int = Field(
         0,

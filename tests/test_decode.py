@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import av
@@ -11,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fame.errors import PoisonError
-from fame.video.decode import DecodeLimits, SamplingPolicy, Video, sniff_format
+from fame.video import decode
+from fame.video.decode import (
+    DecodeLimits,
+    SamplingPolicy,
+    Video,
+    hwaccel_unavailable,
+    sniff_format,
+)
 from schemas.errors import ErrorCode
 
 
@@ -125,3 +133,47 @@ def test_sniffing_refuses_unknown_magic(tmp_path: Path) -> None:
     with pytest.raises(PoisonError) as info:
         sniff_format(path)
     assert info.value.code == ErrorCode.UNSUPPORTED_FORMAT
+
+
+def _decode_all(path: Path, hwaccel: str) -> tuple[list[np.ndarray], bool]:
+    with Video(path, DecodeLimits(), hwaccel) as video:
+        frames = [f.rgb for f in video.frames(SamplingPolicy())]
+        return frames, video.hardware_decoding
+
+
+def test_cuda_decoding_where_the_device_cannot_open_is_software_with_a_warning(
+    shared: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reason = hwaccel_unavailable("cuda")
+    if reason is None:
+        pytest.skip("this process can decode on CUDA")
+    path = shared / "data" / "samples" / "carphone_pristine.mp4"
+    decode._warn_software_once.cache_clear()  # the warning comes once per process
+    with caplog.at_level(logging.WARNING, logger="fame.video.decode"):
+        frames, hardware = _decode_all(path, "cuda")
+    software, _ = _decode_all(path, "none")
+    assert not hardware
+    assert len(frames) == len(software) == 32
+    assert all(np.array_equal(a, b) for a, b in zip(frames, software, strict=True))
+    assert caplog.text.count("hardware decoding (cuda) is unavailable") == 1
+    assert reason in caplog.text
+
+
+def test_cuda_decoding_matches_software(shared: Path) -> None:
+    """On a GPU machine: NVDEC really decodes, and its frames are the software decoder's (up to
+    the YUV->RGB rounding of a different path)."""
+    if hwaccel_unavailable("cuda") is not None:
+        pytest.skip(f"no CUDA decoding here: {hwaccel_unavailable('cuda')}")
+    path = shared / "data" / "faces" / "driving_d11.mp4"
+    frames, hardware = _decode_all(path, "cuda")
+    software, _ = _decode_all(path, "none")
+    assert hardware
+    assert len(frames) == len(software)
+    for a, b in zip(frames, software, strict=True):
+        assert np.abs(a.astype(np.int16) - b).mean() < 2.0
+
+
+def test_unknown_hwaccel_is_refused(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "v.mp4", frames=2)
+    with pytest.raises(ValueError, match="hwaccel"):
+        Video(path, DecodeLimits(), "vaapi")

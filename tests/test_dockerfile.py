@@ -57,6 +57,13 @@ def test_writable_state_points_at_tmp(dockerfile: Dockerfile) -> None:
     assert "PYTHONDONTWRITEBYTECODE=1" in env
 
 
+def test_gpu_runtime_mounts_the_video_decoder(dockerfile: Dockerfile) -> None:
+    """FAME_HWACCEL=cuda needs libnvcuvid, which the NVIDIA runtime mounts only for `video`."""
+    env = " ".join(i.args for i in dockerfile.final.of("ENV"))
+    found = re.search(r"\bNVIDIA_DRIVER_CAPABILITIES=(\S+)", env)
+    assert found and "video" in found.group(1).split(",")
+
+
 def test_models_are_not_baked_in(dockerfile: Dockerfile) -> None:
     for stage in dockerfile.stages:
         for instruction in stage.of("COPY") + stage.of("ADD"):

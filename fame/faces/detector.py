@@ -12,7 +12,7 @@ Which runtime runs SCRFD (``backend``): ``onnxruntime`` (its CUDA provider where
 else the CPU), ``torch`` (`fame.faces.torch_session`: the same graph in PyTorch, on CUDA when
 PyTorch sees a GPU), or ``auto``: ONNX Runtime, unless only PyTorch can reach the GPU (the
 onnxruntime CPU build, or onnxruntime-gpu without the CUDA libraries it was built for). On a CPU,
-ONNX Runtime runs SCRFD-500M's network 3.7-5.3x faster than PyTorch (docs/benchmarks.md), so
+ONNX Runtime runs SCRFD-500M's network 3-5x faster than PyTorch (docs/benchmarks.md), so
 ``torch`` there is for checks.
 """
 

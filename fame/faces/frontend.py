@@ -25,7 +25,7 @@ from fame.faces.detector import DETECTOR_BACKENDS, Detections, FaceDetector, loa
 from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
 from fame.video.ahead import DecodeAhead
-from fame.video.decode import DecodeLimits, SamplingPolicy, Video, VideoInfo
+from fame.video.decode import HWACCELS, DecodeLimits, SamplingPolicy, Video, VideoInfo
 from fame.video.fetch import FetchPolicy, fetch
 from fame.video.sandbox import SandboxPool
 from schemas.errors import ErrorCode
@@ -52,6 +52,7 @@ class FrontEndConfig:
     allow_fallback_detector: bool = True
     providers: tuple[str, ...] | None = None
     detector_backend: str = "auto"  # onnxruntime, torch, or auto (see fame.faces.detector)
+    hwaccel: str = "none"  # "cuda": decode on the GPU's NVDEC (see fame.video.decode)
     crop_size_px: int = 112
     detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
     # ONNX Runtime threads for the detector; 0: one per core for a lone FrontEnd, and the
@@ -64,6 +65,8 @@ class FrontEndConfig:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if self.detector_threads < 0:
             raise ValueError(f"detector_threads must be >= 0, got {self.detector_threads}")
+        if self.hwaccel not in HWACCELS:
+            raise ValueError(f"hwaccel must be one of {HWACCELS}, got {self.hwaccel!r}")
         if self.detector_backend not in DETECTOR_BACKENDS:
             raise ValueError(
                 f"detector_backend must be one of {DETECTOR_BACKENDS}, "
@@ -129,7 +132,7 @@ class FrontEnd:
         timings_ms = dict.fromkeys(STAGES, 0.0)
         with (
             _local_file(source, sha256, self.config, timings_ms) as path,
-            Video(path, self.config.limits) as video,
+            Video(path, self.config.limits, self.config.hwaccel) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
             # "decode" is the decoding thread's own time, overlapped with detection

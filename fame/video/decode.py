@@ -6,10 +6,18 @@ and other demuxers that open further URLs or files are unreachable, and ``protoc
 is set as a second fence. Limits (streams, pixels per frame, duration, frame count) are checked on
 the headers before any frame is decoded and again while decoding, because headers lie; the codec
 itself gets ``max_pixels`` so a lying stream cannot make it allocate a huge frame.
+
+``hwaccel="cuda"`` decodes on the GPU's video engine (NVDEC) through libav's hwaccel, with the
+frames copied back to host memory; libav still parses the bitstream in software, and a stream
+NVDEC cannot take (size, profile) is decoded in software. Whether the process can open the
+device at all is probed once, without any input (`hwaccel_unavailable`): where it cannot,
+decoding is in software with one warning, so an untrusted file never decides it.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -18,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 import av
+import av.codec.hwaccel
 import av.container
 import av.error
 import numpy as np
@@ -35,6 +44,9 @@ DEFAULT_FORMATS: frozenset[str] = frozenset({MP4_FAMILY, MATROSKA, AVI, JPEG, PN
 _SINGLE_IMAGE_FORMATS = frozenset({JPEG, PNG})
 _MP4_BOX_TYPES = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"})
 _SNIFF_BYTES = 16
+HWACCELS = ("none", "cuda")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,9 @@ def sniff_format(path: Path) -> str:
 class Video:
     """An opened, header-checked video: ``with Video(path, limits) as v: v.info; v.frames(...)``."""
 
-    def __init__(self, path: Path, limits: DecodeLimits) -> None:
+    def __init__(self, path: Path, limits: DecodeLimits, hwaccel: str = "none") -> None:
+        if hwaccel not in HWACCELS:
+            raise ValueError(f"hwaccel must be one of {HWACCELS}, got {hwaccel!r}")
         self._path = Path(path)
         self._limits = limits
         format_name = sniff_format(self._path)
@@ -143,7 +157,11 @@ class Video:
                 f"{self._path.name}: container {format_name!r} not allowed",
                 code=ErrorCode.UNSUPPORTED_FORMAT,
             )
-        self._container = _open_container(self._path, format_name)
+        use = hwaccel != "none" and format_name not in _SINGLE_IMAGE_FORMATS
+        if use and (reason := hwaccel_unavailable(hwaccel)) is not None:
+            _warn_software_once(hwaccel, reason)
+            use = False
+        self._container = _open_container(self._path, format_name, hwaccel if use else None)
         try:
             self._stream = self._checked_video_stream()
             self.info = self._read_info(format_name)
@@ -164,6 +182,11 @@ class Video:
 
     def close(self) -> None:
         self._container.close()
+
+    @property
+    def hardware_decoding(self) -> bool:
+        """Whether the decoder runs on a hardware device (known once a frame was decoded)."""
+        return bool(self._stream.codec_context.is_hwaccel)
 
     def _checked_video_stream(self) -> av.VideoStream:
         streams = self._container.streams
@@ -289,11 +312,43 @@ class Video:
         self.info = replace(self.info, rotation_deg=rotation_deg, width=width, height=height)
 
 
-def _open_container(path: Path, format_name: str) -> av.container.InputContainer:
+@functools.cache
+def hwaccel_unavailable(device_type: str) -> str | None:
+    """Why this process cannot decode on ``device_type``, or None when it can (probed once by
+    creating the device for an H.264 decoder; no input is involved)."""
+    try:
+        _hwaccel(device_type).create(av.codec.Codec("h264", "r"))
+    except Exception as e:  # no driver, no device, no permission: all mean software decoding
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+@functools.cache
+def _warn_software_once(device_type: str, reason: str) -> None:
+    log.warning(
+        "hardware decoding (%s) is unavailable here (%s): decoding in software", device_type, reason
+    )
+
+
+def _hwaccel(device_type: str) -> av.codec.hwaccel.HWAccel:
+    """Frames come back to host memory; ``primary_ctx`` shares the CUDA context PyTorch already
+    holds in the process instead of creating one per video."""
+    return av.codec.hwaccel.HWAccel(
+        device_type, allow_software_fallback=True, options={"primary_ctx": "1"}
+    )
+
+
+def _open_container(
+    path: Path, format_name: str, hwaccel: str | None = None
+) -> av.container.InputContainer:
     short_name = format_name.split(",", 1)[0]
     try:
         return av.open(
-            str(path), mode="r", format=short_name, options={"protocol_whitelist": "file"}
+            str(path),
+            mode="r",
+            format=short_name,
+            options={"protocol_whitelist": "file"},
+            hwaccel=_hwaccel(hwaccel) if hwaccel else None,
         )
     except av.error.FFmpegError as e:
         raise PoisonError(

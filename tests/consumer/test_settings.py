@@ -30,6 +30,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     monkeypatch.setenv("FAME_DETECT_SIZE", "320")
     monkeypatch.setenv("FAME_DETECTOR_THREADS", "3")
     monkeypatch.setenv("FAME_DETECTOR_BACKEND", "torch")
+    monkeypatch.setenv("FAME_HWACCEL", "cuda")
     monkeypatch.setenv("FAME_PRECISION", "int8")
     monkeypatch.setenv("FAME_INT8_ENCODER", "/models/fame.int8.onnx")
     settings = Settings()
@@ -42,6 +43,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     assert frontend_config(settings).det_size == 320
     assert frontend_config(settings).detector_threads == 3
     assert frontend_config(settings).detector_backend == "torch"
+    assert frontend_config(settings).hwaccel == "cuda"
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
         ({"FAME_DETECT_SIZE": "300"}, "detect_size"),
         ({"FAME_PRECISION": "fp16"}, "precision"),
         ({"FAME_DETECTOR_BACKEND": "tensorrt"}, "detector_backend"),
+        ({"FAME_HWACCEL": "vaapi"}, "hwaccel"),
         ({"FAME_REDIS_URL": "http://redis:6379"}, "redis_url"),
         ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
         ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),
