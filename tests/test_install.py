@@ -6,6 +6,7 @@ insightface 2.x declares the CPU `onnxruntime`, which shares its module files wi
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from importlib import metadata
 import onnxruntime
 import pytest
 
+from fame.video.decode import hwaccel_unavailable
 from tests.conftest import REPO_ROOT
 
 
@@ -85,3 +87,14 @@ def test_packages_import_in_one_direction(package: str, forbidden: set[str]) -> 
     )
     loaded = set(result.stdout.strip().split(","))
     assert not loaded & forbidden
+
+
+def test_fame_info_says_what_this_machine_can_run_on() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "fame.cli", "info"], capture_output=True, text=True, check=True
+    ).stdout
+    facts = json.loads(out)
+    assert facts["onnxruntime_providers"] == onnxruntime.get_available_providers()
+    assert facts["av"] == metadata.version("av")
+    # the same probe the decoder uses: a reason string on a machine without NVDEC
+    assert facts["nvdec_unavailable"] == hwaccel_unavailable("cuda")

@@ -1,4 +1,5 @@
-"""`fame info`: what this installation can run on (versions, ONNX Runtime providers, CUDA)."""
+"""`fame info`: what this installation can run on (versions, ONNX Runtime providers, CUDA,
+NVDEC)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from importlib import metadata
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "info",
-        help="print versions, ONNX Runtime distribution/providers and CUDA availability",
+        help="print versions, ONNX Runtime distribution/providers, CUDA and NVDEC availability",
         description="Print what this installation can run on, as JSON.",
     )
     parser.set_defaults(func=run)
@@ -29,6 +30,8 @@ def collect() -> dict[str, object]:
     import onnxruntime
     import torch
 
+    from fame.video.decode import hwaccel_unavailable
+
     return {
         "python": platform.python_version(),
         "fame_stream": _dist_version("fame-stream"),
@@ -42,6 +45,8 @@ def collect() -> dict[str, object]:
         },
         "onnxruntime_providers": onnxruntime.get_available_providers(),
         "av": _dist_version("av"),
+        # FAME_HWACCEL=cuda: null when this process can open NVDEC, else why not
+        "nvdec_unavailable": hwaccel_unavailable("cuda"),
         "insightface": _dist_version("insightface"),
     }
 
