@@ -165,7 +165,8 @@ class TorchSession:
                 self.forward(static)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: the worker's decode thread may use CUDA meanwhile (NVDEC), legitimately
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             outputs = self.forward(static)
         if self._pool is None:
             self._pool = graph.pool()
