@@ -27,7 +27,14 @@ import numpy as np
 from bench.stats import median, ratio, time_calls
 from fame.errors import FameError
 from fame.faces.detector import FaceDetector
-from fame.faces.frontend import FaceTrack, FrontEnd, FrontEndConfig, FrontEndPool, FrontEndResult
+from fame.faces.frontend import (
+    FaceTrack,
+    FrontEnd,
+    FrontEndConfig,
+    FrontEndPool,
+    FrontEndResult,
+    available_cpus,
+)
 from fame.video.decode import Video, hwaccel_unavailable
 
 
@@ -203,7 +210,7 @@ def _decode(path: Path, config: FrontEndConfig, detector: FaceDetector | None) -
     """Seconds to decode (and detect on, when given a detector) every sampled frame."""
     started = time.perf_counter()
     sampled = 0
-    with Video(path, config.limits, config.hwaccel) as video:
+    with Video(path, config.limits, config.hwaccel, config.detector_threads) as video:
         for frame in video.frames(config.sampling):
             if detector is not None:
                 detector.detect(frame.rgb)
@@ -213,8 +220,9 @@ def _decode(path: Path, config: FrontEndConfig, detector: FaceDetector | None) -
 
 def decode_ceiling(videos: list[Path], workers: int, hwaccel: str = "none") -> dict[str, Any]:
     """Events/s of decoding alone (the service's sampling) in `workers` processes over `videos`
-    submitted at once: the rate no front end can beat on this machine (with this decoder)."""
-    config = FrontEndConfig(hwaccel=hwaccel)
+    submitted at once: the rate no front end can beat on this machine (with this decoder).
+    Each process decodes with the CPU threads a service worker gets (CPUs / workers)."""
+    config = FrontEndConfig(hwaccel=hwaccel, detector_threads=max(1, available_cpus() // workers))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_decode, videos[:workers], [config] * workers, [None] * workers))
         started = time.perf_counter()

@@ -88,7 +88,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=64,
-        description="ONNX Runtime threads per front-end worker (0: the CPUs / FAME_WORKERS)",
+        description="CPU threads per front-end worker, for its detector (ONNX Runtime) and its "
+        "decoder (frame threads) (0: the CPUs / FAME_WORKERS)",
     )
     task_timeout_s: float = Field(120.0, gt=0)
     worker_memory_limit_mb: int | None = Field(None, ge=256)

@@ -177,3 +177,18 @@ def test_unknown_hwaccel_is_refused(tmp_path: Path) -> None:
     path = write_video(tmp_path / "v.mp4", frames=2)
     with pytest.raises(ValueError, match="hwaccel"):
         Video(path, DecodeLimits(), "vaapi")
+
+
+def test_frame_threads_decode_the_same_frames(shared: Path) -> None:
+    """Frame threading (the worker's thread budget) is a schedule, not a different decode."""
+    path = shared / "data" / "faces" / "source_s32.mp4"
+    decoded = {}
+    for threads in (1, 3):
+        with Video(path, DecodeLimits(), threads=threads) as video:
+            decoded[threads] = [f.rgb for f in video.frames(SamplingPolicy())]
+            context = video._stream.codec_context
+            assert (context.thread_count, str(context.thread_type)) == (threads, "ThreadType.AUTO")
+    assert len(decoded[1]) == len(decoded[3]) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(decoded[1], decoded[3], strict=True))
+    with pytest.raises(ValueError, match="threads"):
+        Video(path, DecodeLimits(), threads=-1)

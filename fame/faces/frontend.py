@@ -55,8 +55,9 @@ class FrontEndConfig:
     hwaccel: str = "none"  # "cuda": decode on the GPU's NVDEC (see fame.video.decode)
     crop_size_px: int = 112
     detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
-    # ONNX Runtime threads for the detector; 0: one per core for a lone FrontEnd, and the
-    # CPUs divided among the workers in a FrontEndPool (whose parallelism is its processes)
+    # CPU threads for the detector (ONNX Runtime's intra-op threads) and for the decoder; 0: one
+    # per core for a lone FrontEnd, and the CPUs divided among the workers in a FrontEndPool
+    # (whose parallelism is its processes)
     detector_threads: int = 0
     work_dir: Path | None = None
 
@@ -132,7 +133,9 @@ class FrontEnd:
         timings_ms = dict.fromkeys(STAGES, 0.0)
         with (
             _local_file(source, sha256, self.config, timings_ms) as path,
-            Video(path, self.config.limits, self.config.hwaccel) as video,
+            Video(
+                path, self.config.limits, self.config.hwaccel, self.config.detector_threads
+            ) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
             # "decode" is the decoding thread's own time, overlapped with detection

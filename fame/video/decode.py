@@ -146,9 +146,15 @@ def sniff_format(path: Path) -> str:
 class Video:
     """An opened, header-checked video: ``with Video(path, limits) as v: v.info; v.frames(...)``."""
 
-    def __init__(self, path: Path, limits: DecodeLimits, hwaccel: str = "none") -> None:
+    def __init__(
+        self, path: Path, limits: DecodeLimits, hwaccel: str = "none", threads: int = 0
+    ) -> None:
+        """``threads``: the decoder's threads (frame and slice threading), 0 for one per core."""
         if hwaccel not in HWACCELS:
             raise ValueError(f"hwaccel must be one of {HWACCELS}, got {hwaccel!r}")
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
+        self._threads = threads
         self._path = Path(path)
         self._limits = limits
         format_name = sniff_format(self._path)
@@ -161,6 +167,7 @@ class Video:
         if use and (reason := hwaccel_unavailable(hwaccel)) is not None:
             _warn_software_once(hwaccel, reason)
             use = False
+        self._hardware = use
         self._container = _open_container(self._path, format_name, hwaccel if use else None)
         try:
             self._stream = self._checked_video_stream()
@@ -216,6 +223,11 @@ class Video:
             )
         self._check_pixels(width, height)
         stream.codec_context.options = {"max_pixels": str(self._limits.max_pixels)}
+        if not self._hardware:
+            # libav's default is slice threading, which a single-slice H.264 stream (x264's
+            # usual output) cannot use: frame threading decodes one video on several cores
+            stream.thread_type = "AUTO"
+            stream.thread_count = self._threads
         return stream
 
     def _check_pixels(self, width: int, height: int) -> None:
