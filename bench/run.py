@@ -203,10 +203,16 @@ def compute_bound(
     }
 
 
-def default_out(device_type: str, quick: bool) -> Path:
+def default_out(device_type: str, quick: bool, results_dir: Path = RESULTS_DIR) -> Path:
+    """``<device>-<date>[-quick].json``, then ``-2``, ``-3``...: a second run the same day never
+    overwrites a recorded one."""
     name = "cpu" if device_type == "cpu" else _gpu_slug()
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    return RESULTS_DIR / f"{name}-{stamp}{'-quick' if quick else ''}.json"
+    stem = f"{name}-{datetime.now(UTC):%Y-%m-%d}{'-quick' if quick else ''}"
+    path, n = results_dir / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = results_dir / f"{stem}-{n}.json"
+    return path
 
 
 def _gpu_slug() -> str:

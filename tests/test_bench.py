@@ -224,3 +224,14 @@ def test_end_to_end_levers_must_be_fame_settings() -> None:
         EndToEndSettings(compare_levers=(("DETECT_SIZE=320",),))
     with pytest.raises(ValueError, match="levers"):
         EndToEndSettings(compare_levers=(("FAME_DETECT_SIZE",),))
+
+
+def test_default_results_file_never_overwrites_a_recorded_run(tmp_path: Path) -> None:
+    from bench.run import default_out
+
+    first = default_out("cpu", quick=False, results_dir=tmp_path)
+    assert first.name.startswith("cpu-") and first.suffix == ".json"
+    first.write_text("{}")
+    second = default_out("cpu", quick=False, results_dir=tmp_path)
+    assert second != first and second.stem == f"{first.stem}-2"
+    assert default_out("cpu", quick=True, results_dir=tmp_path).stem == f"{first.stem}-quick"
