@@ -6,6 +6,7 @@ everything between them is the same code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -15,6 +16,7 @@ from types import FrameType
 
 import torch
 
+from consumer import logs
 from consumer.backends.base import Source
 from consumer.health import HealthServer
 from consumer.metrics import Metrics
@@ -118,6 +120,7 @@ class Service:
             workers=settings.workers,
             task_timeout_s=settings.task_timeout_s,
             memory_limit_mb=settings.worker_memory_limit_mb,
+            worker_setup=functools.partial(logs.configure, settings.log_level),
         )
         pipeline = Pipeline(
             publisher=self.publisher,

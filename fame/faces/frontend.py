@@ -12,7 +12,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -271,7 +271,10 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def _worker_init(config: FrontEndConfig) -> FrontEnd:
+def _worker_init(setup: tuple[FrontEndConfig, Callable[[], object] | None]) -> FrontEnd:
+    config, prepare = setup
+    if prepare is not None:
+        prepare()
     return FrontEnd(config)
 
 
@@ -286,7 +289,9 @@ class FrontEndPool:
     `submit` never blocks. A task past ``task_timeout_s`` gets its worker killed and replaced and
     fails with ``decode_timeout``; a worker that dies (segfault, or memory beyond
     ``memory_limit_mb`` of headroom over its loaded size) fails its task with ``decode_crashed``.
-    Errors raised inside a worker arrive with their class and code.
+    Errors raised inside a worker arrive with their class and code. ``worker_setup`` (picklable)
+    runs first in every worker: the service passes its log configuration, so what a worker logs
+    (which runtime its detector got, a decoder falling back to software) reads like the rest.
     """
 
     def __init__(
@@ -295,6 +300,7 @@ class FrontEndPool:
         workers: int = 2,
         task_timeout_s: float = 120.0,
         memory_limit_mb: int | None = None,
+        worker_setup: Callable[[], object] | None = None,
     ) -> None:
         if config.detector_threads == 0:  # workers * threads = CPUs: no oversubscription
             threads = max(1, available_cpus() // workers)
@@ -302,7 +308,7 @@ class FrontEndPool:
         self.config = config
         self._pool = SandboxPool(
             init=_worker_init,
-            init_arg=config,
+            init_arg=(config, worker_setup),
             run=_worker_run,
             workers=workers,
             task_timeout_s=task_timeout_s,

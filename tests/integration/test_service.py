@@ -104,6 +104,9 @@ def test_end_to_end_verdicts_segments_poison_and_health(
         if line.startswith("{")
     ]
     assert any(line.get("video_id") == "segmented" for line in log_lines), "JSON logs carry ids"
+    detector_lines = [line for line in log_lines if line["logger"] == "fame.faces.detector"]
+    assert detector_lines, "front-end worker processes log JSON lines too"
+    assert any("detector runs on" in line["message"] for line in detector_lines)
 
 
 def test_kill9_at_random_points_loses_nothing_and_duplicates_are_identical(
