@@ -20,7 +20,7 @@ done
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
 mkdir -p .whl
 for name in av insightface pydantic pydantic_core annotated-types typing-inspection typing_extensions \
-    pydantic-settings python-dotenv redis pytest pluggy iniconfig packaging; do
+    pydantic-settings python-dotenv redis pytest pluggy iniconfig packaging pygments; do
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d .whl "$name==$(version "$name")"
