@@ -10,6 +10,8 @@ One process, warmed by one event (model and detector loaded), then:
 - the **latency** loads of the GPU target: a 10-s 512x512 clip (the first 10 s of driving_d10,
   re-encoded), first as a burst of `latency_events` (its maximum rate), then paced at
   `paced_fraction` of that rate;
+- where the front end detects on the GPU through PyTorch, the burst again with SCRFD on ONNX
+  Runtime's CPU provider (`FAME_DETECTOR_BACKEND=onnxruntime`): what detecting on the GPU buys;
 - with `nvdec`, where this process can decode on the GPU's NVDEC: the burst again on a process
   with `FAME_HWACCEL=cuda`, against the decode-only ceiling on NVDEC;
 - with `wide_workers`, the same latency loads on a second process whose front end has fewer,
@@ -117,6 +119,16 @@ def run(
                     "detector_threads": threads,
                     **_latency(service, clip, latency_source, settings),
                 }
+        detector_on_cpu: dict[str, Any] = {}
+        if "@torch:cuda" in ceiling["detector"]:
+            try:
+                cpu_env = {**env, "FAME_DETECTOR_BACKEND": "onnxruntime"}
+                detector_on_cpu = _burst(cpu_env, work / "detector-cpu", burst, settings)
+                detector_on_cpu["events_per_s_vs_default"] = ratio(
+                    detector_on_cpu["events_per_s"], result["events_per_s"]
+                )
+            except Exception as e:  # measured only where a GPU is lent: keep what came before
+                detector_on_cpu = {"error": repr(e)}
         nvdec: dict[str, Any] = {}
         if settings.nvdec and hwaccel_unavailable("cuda") is None:
             try:
@@ -132,6 +144,7 @@ def run(
         "e2e_vs_decode_ceiling": ratio(result["events_per_s"], decode_ceiling["events_per_s"]),
         "latency": latency,
         "latency_wide_workers": wide,
+        "detector_onnxruntime_cpu": detector_on_cpu,
         "nvdec": nvdec,
     }
 
@@ -145,15 +158,22 @@ def _nvdec_burst(
 ) -> dict[str, Any]:
     """The burst on a process decoding with NVDEC, against NVDEC's decode-only ceiling."""
     ceiling = frontend.decode_ceiling(burst, settings.workers, "cuda")
-    with _Service({**env, "FAME_HWACCEL": "cuda"}, work / "nvdec", settings.timeout_s) as service:
-        service.offer([burst[0]], interval_s=0.0)  # warm-up
-        result = service.offer(burst, interval_s=0.0)
+    result = _burst({**env, "FAME_HWACCEL": "cuda"}, work / "nvdec", burst, settings)
     return {
         "decode_only_ceiling": ceiling,
         **result,
         "e2e_vs_decode_ceiling": ratio(result["events_per_s"], ceiling["events_per_s"]),
         "events_per_s_vs_software_decoding": ratio(result["events_per_s"], software_events_per_s),
     }
+
+
+def _burst(
+    env: dict[str, str], work: Path, burst: list[Path], settings: EmbeddedSettings
+) -> dict[str, Any]:
+    """The burst alone on a fresh process configured by ``env`` (warmed by one event)."""
+    with _Service(env, work, settings.timeout_s) as service:
+        service.offer([burst[0]], interval_s=0.0)
+        return service.offer(burst, interval_s=0.0)
 
 
 def _latency(

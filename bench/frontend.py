@@ -251,6 +251,7 @@ def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, 
         threads = pool.config.detector_threads
     frames = sum(r.sampled_frames for r in results)
     return {
+        "detector": results[0].detector,
         "workers": workers,
         "detector_threads_per_worker": threads,
         "videos": len(videos),

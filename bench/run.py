@@ -379,6 +379,15 @@ def summary(results: dict[str, Any]) -> str:
                 else ")"
             )
         )
+        cpu = b.get("detector_onnxruntime_cpu", {})
+        if cpu.get("error"):
+            lines.append(f"  FAME_DETECTOR_BACKEND=onnxruntime burst failed: {cpu['error']}")
+        elif cpu:
+            lines.append(
+                f"  FAME_DETECTOR_BACKEND=onnxruntime (SCRFD on the CPU), burst: "
+                f"{cpu['events_per_s']:.3f} events/s ({cpu['events_per_s_vs_default']:.2f}x the "
+                "default, SCRFD on the GPU)"
+            )
         if b.get("nvdec", {}).get("error"):
             lines.append(f"  FAME_HWACCEL=cuda (NVDEC) burst failed: {b['nvdec']['error']}")
         elif b.get("nvdec"):
