@@ -57,6 +57,22 @@ class Metrics:
         self.model = Info(
             "fame_model", "The loaded model: name, version, device, precision", registry=r
         )
+        self.frontend = Info(
+            "fame_frontend",
+            "The front end as the latest video saw it: detector (runtime) and decoder",
+            registry=r,
+        )
+        self.decoded = Counter(
+            "fame_videos_decoded_total",
+            "Videos decoded, by decoder (nvdec; software, including NVDEC's fallbacks)",
+            ["decoder"],
+            registry=r,
+        )
+
+    def observe_frontend(self, detector: str, hardware_decoding: bool) -> None:
+        decoder = "nvdec" if hardware_decoding else "software"
+        self.frontend.info({"detector": detector, "decoder": decoder})
+        self.decoded.labels(decoder=decoder).inc()
 
     def observe_batch(self, kind: str, items: int, seconds: float) -> None:
         self.batch_size.labels(kind=kind).observe(items)

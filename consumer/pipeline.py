@@ -168,6 +168,7 @@ class Pipeline:
                 else [self._verdict_record(event, loaded.record)]
             )
         result = self._analyze(event.source_uri, event.sha256).result()
+        self._metrics.observe_frontend(result.detector, result.hardware_decoding)
         timings.update(result.timings_ms)
         state = loaded.state
         fold_segment(state, result, self._engine, self._stride, event.last_segment, timings)

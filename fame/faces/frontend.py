@@ -94,7 +94,8 @@ class FrontEndResult:
     sampled_frames: int
     video: VideoInfo
     timings_ms: dict[str, float]
-    detector: str
+    detector: str  # e.g. scrfd:scrfd_500m_bnkps.onnx@torch:cuda
+    hardware_decoding: bool = False  # the decoder ran on NVDEC (FAME_HWACCEL=cuda)
 
     @property
     def dominant_track(self) -> FaceTrack | None:
@@ -144,12 +145,14 @@ class FrontEnd:
                     run.add(frame.rgb, frame.index, frame.timestamp_s)
             run.finish()
             info = video.info
+            hardware = video.hardware_decoding
         return FrontEndResult(
             tracks=run.tracks(),
             sampled_frames=len(run.frame_indices),
             video=info,
             timings_ms=timings_ms,
             detector=self.detector.name,
+            hardware_decoding=hardware,
         )
 
 

@@ -85,6 +85,8 @@ def test_end_to_end_verdicts_segments_poison_and_health(
     precision = resolve_precision("auto", torch.device("cpu"))  # no int8 encoder beside it
     assert 'fame_model_info{device="cpu",name="fame_tiny"' in metrics
     assert f'precision="{precision}"' in metrics
+    assert 'fame_frontend_info{decoder="software",detector="scrfd:' in metrics
+    assert 'fame_videos_decoded_total{decoder="software"}' in metrics
     assert consumer.terminate() == 0, "SIGTERM drains and exits cleanly"
 
     documents = [json.loads(v) for v in verdicts]
