@@ -3,6 +3,7 @@ a clear refusal of graphs it cannot run."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +257,63 @@ def test_detector_that_torch_cannot_run_fails_with_model_error(tmp_path: Path) -
         ScrfdDetector(path, backend="torch")
     assert caught.value.code == ErrorCode.MODEL_ERROR
     assert "Softmax" in str(caught.value)
+
+
+class _ReplayOnCpu:
+    """A stand-in for a captured CUDA graph on a CPU: `replay` recomputes into the outputs the
+    capture returned, from the static input (what a real graph does on the device)."""
+
+    def __init__(self, session: TorchSession, static: torch.Tensor) -> None:
+        self.session, self.static, self.replays = session, static, 0
+        self.outputs = session.forward(static)
+
+    def replay(self) -> None:
+        self.replays += 1
+        for name, value in self.session.forward(self.static).items():
+            self.outputs[name].copy_(value)
+
+
+def test_replay_captures_each_size_once_and_falls_back_to_eager(
+    detector: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`TorchSession._replay`'s bookkeeping, on a CPU: one capture per input size, replays give
+    the eager outputs, sizes past `MAX_CUDA_GRAPHS` run eagerly, and a failed capture turns
+    graphs off for good with a warning."""
+    from fame.faces import torch_session
+    from fame.faces.torch_session import _Captured
+
+    graph = free_size_graph(detector)
+    assert graph is not None
+    session, eager = TorchSession(graph), TorchSession(graph)
+    captures: list[tuple[int, ...]] = []
+
+    def capture(blob: torch.Tensor) -> _Captured:
+        captures.append(tuple(blob.shape))
+        fake = _ReplayOnCpu(session, blob.clone())
+        return _Captured(fake, fake.static, fake.outputs)
+
+    monkeypatch.setattr(session, "_capture", capture)
+    monkeypatch.setattr(torch_session, "MAX_CUDA_GRAPHS", 2)
+    session.cuda_graphs = True
+    rng = np.random.default_rng(6)
+    for size in [(64, 96), (96, 64), (64, 96), (128, 128)]:
+        blob = rng.standard_normal((1, 3, *size), dtype=np.float32)
+        want = eager.run(None, {"input.1": blob})
+        got = session.run(None, {"input.1": blob})
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_allclose(b, a, atol=1e-6)
+    assert captures == [(1, 3, 64, 96), (1, 3, 96, 64)]  # the third size ran eagerly
+    assert session._captured[(1, 3, 64, 96)].graph.replays == 2
+
+    def broken(blob: torch.Tensor) -> _Captured:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    failing = TorchSession(graph)
+    monkeypatch.setattr(failing, "_capture", broken)
+    failing.cuda_graphs = True
+    blob = rng.standard_normal((1, 3, 64, 64), dtype=np.float32)
+    with caplog.at_level(logging.WARNING, logger="fame.faces.torch_session"):
+        got = failing.run(None, {"input.1": blob})
+    assert not failing.cuda_graphs and "capture failed" in caplog.text
+    for a, b in zip(eager.run(None, {"input.1": blob}), got, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-6)
