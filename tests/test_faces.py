@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fame.errors import ModelMissingError
+from fame.errors import ModelMissingError, PoisonError
 from fame.faces.align import align_face
 from fame.faces.detector import LbpCascadeDetector, resolve_detector_path
 from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndResult
+from fame.video import decode
+from schemas.errors import ErrorCode
 
 FACE_VIDEOS = [
     "driving_d0",
@@ -115,3 +119,31 @@ def test_cli_json(shared: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out["sampled_frames"] == 1 and len(out["tracks"]) == 6
     assert main(["faces", "http://169.254.169.254/", "--detector", detector, "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["error"] == "fetch_refused"
+
+
+def test_a_video_nvdec_fails_on_is_decoded_in_software(
+    frontend: FrontEnd,
+    shared: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Pretend NVDEC opens here: the probe says yes, then every real open fails (this machine
+    has no GPU), as a device that fails at run time would. The video still gets its faces, from
+    software decoding; a file that is really corrupt stays a corrupt stream."""
+    monkeypatch.setattr(decode, "hwaccel_unavailable", lambda device_type: None)
+    nvdec = FrontEnd(replace(frontend.config, hwaccel="cuda"), detector=frontend.detector)
+    video = shared / "data" / "samples" / "carphone_pristine.mp4"
+    with caplog.at_level(logging.WARNING, logger="fame.faces.frontend"):
+        result = nvdec.process(video)
+    assert "decoding it in software" in caplog.text
+    assert not result.hardware_decoding
+    want = frontend.process(video)
+    assert len(result.tracks) == len(want.tracks) >= 1
+    assert np.array_equal(result.tracks[0].crops, want.tracks[0].crops)
+
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(video.read_bytes()[:64] + bytes(4096))
+    with pytest.raises(PoisonError) as caught:
+        nvdec.process(corrupt)
+    assert caught.value.code == ErrorCode.CORRUPT_STREAM

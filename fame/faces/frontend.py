@@ -9,6 +9,7 @@ Every failure leaves as a `FameError` with a stable code; nothing else escapes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -31,6 +32,7 @@ from fame.video.sandbox import SandboxPool
 from schemas.errors import ErrorCode
 
 STAGES = ("fetch", "decode", "detect", "track", "align")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,19 @@ class FrontEnd:
         )
 
     def process(self, source: str | Path, sha256: str | None = None) -> FrontEndResult:
-        """``source``: a URI (fetched under ``config.fetch``) or a trusted local path."""
+        """``source``: a URI (fetched under ``config.fetch``) or a trusted local path.
+
+        A video that fails as a corrupt stream on NVDEC is decoded again in software before it
+        is called corrupt: a device that fails (out of memory, a stream it half supports) must
+        not send a good video to the dead letters."""
         try:
-            return self._process(source, sha256)
+            try:
+                return self._process(source, sha256, self.config.hwaccel)
+            except PoisonError as e:
+                if self.config.hwaccel == "none" or e.code != ErrorCode.CORRUPT_STREAM:
+                    raise
+                log.warning("%s on %s; decoding it in software", e.message, self.config.hwaccel)
+                return self._process(source, sha256, "none")
         except FameError:
             raise
         except MemoryError as e:
@@ -130,13 +142,11 @@ class FrontEnd:
                 f"front end failed on {source}: {e!r}", code=ErrorCode.INTERNAL_ERROR
             ) from e
 
-    def _process(self, source: str | Path, sha256: str | None) -> FrontEndResult:
+    def _process(self, source: str | Path, sha256: str | None, hwaccel: str) -> FrontEndResult:
         timings_ms = dict.fromkeys(STAGES, 0.0)
         with (
             _local_file(source, sha256, self.config, timings_ms) as path,
-            Video(
-                path, self.config.limits, self.config.hwaccel, self.config.detector_threads
-            ) as video,
+            Video(path, self.config.limits, hwaccel, self.config.detector_threads) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
             # "decode" is the decoding thread's own time, overlapped with detection
