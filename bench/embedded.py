@@ -10,13 +10,13 @@ One process, warmed by one event (model and detector loaded), then:
 - the **latency** loads of the GPU target: a 10-s 512x512 clip (the first 10 s of driving_d10,
   re-encoded), first as a burst of `latency_events` (its maximum rate), then paced at
   `paced_fraction` of that rate;
+- with `wide_workers`, the same latency loads on a second process whose front end has fewer,
+  wider workers (`wide_split`): one video's detection then runs on several cores, the setting
+  to choose where the latency of single long uploads matters more than throughput;
 - where the front end detects on the GPU through PyTorch, the burst again with SCRFD on ONNX
   Runtime's CPU provider (`FAME_DETECTOR_BACKEND=onnxruntime`): what detecting on the GPU buys;
 - with `nvdec`, where this process can decode on the GPU's NVDEC: the burst again on a process
-  with `FAME_HWACCEL=cuda`, against the decode-only ceiling on NVDEC;
-- with `wide_workers`, the same latency loads on a second process whose front end has fewer,
-  wider workers (`wide_split`): one video's detection then runs on several cores, the setting
-  to choose where the latency of single long uploads matters more than throughput.
+  with `FAME_HWACCEL=cuda`, against the decode-only ceiling on NVDEC.
 
 Throughput is events over the time from the first event offered to the last verdict; latency is
 each verdict's ``produced_at`` less the wall time its event was written (one clock). The Kafka +

@@ -114,6 +114,7 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
             row["levers"][name] = {
                 "settings": settings_of[name]._asdict(),
                 "detector": lever.detector.name,
+                "hardware_decoding": lever_result.hardware_decoding,
                 "full_fps": fps,
                 "speedup": ratio(fps, full_fps),
                 "detect_ms": round(lever_result.timings_ms["detect"], 1),
