@@ -303,7 +303,12 @@ def summary(results: dict[str, Any]) -> str:
                 mad = lever["crop_mad"]
                 lines.append(
                     f"    full, {name:<24} {lever['full_fps']:>7.1f} ({lever['speedup']:.2f}x, "
-                    f"crops {'n/a' if mad is None else f'{mad:.1f} grey levels'} from default)"
+                    f"crops {'n/a' if mad is None else f'{mad:.1f} grey levels'} from default"
+                    + (
+                        f"; NVDEC really decoded: {lever['hardware_decoding']})"
+                        if lever["settings"]["hwaccel"] != "none"
+                        else ")"
+                    )
                 )
         lines.append(
             "  SCRFD network alone, ms per call (max output difference from onnxruntime:cpu):"
