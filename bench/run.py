@@ -306,7 +306,7 @@ def summary(results: dict[str, Any]) -> str:
                     f"crops {'n/a' if mad is None else f'{mad:.1f} grey levels'} from default"
                     + (
                         f"; NVDEC really decoded: {lever['hardware_decoding']})"
-                        if lever["settings"]["hwaccel"] != "none"
+                        if lever["settings"].get("hwaccel", "none") != "none"
                         else ")"
                     )
                 )
