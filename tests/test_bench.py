@@ -235,3 +235,42 @@ def test_default_results_file_never_overwrites_a_recorded_run(tmp_path: Path) ->
     second = default_out("cpu", quick=False, results_dir=tmp_path)
     assert second != first and second.stem == f"{first.stem}-2"
     assert default_out("cpu", quick=True, results_dir=tmp_path).stem == f"{first.stem}-quick"
+
+
+def test_summary_prints_the_gpu_only_measurements() -> None:
+    """The lines only a GPU run produces (NVDEC, SCRFD on the GPU vs the CPU) print from a
+    recorded CPU run with those fields added as a GPU run adds them: no GPU session should
+    lose its summary to a KeyError."""
+    import copy
+    import json
+
+    from bench.run import REPO_ROOT, summary
+
+    recorded = REPO_ROOT / "bench" / "results" / "cpu-2026-11-26-detector-runtime.json"
+    results = copy.deepcopy(json.loads(recorded.read_text()))
+    video = results["frontend"]["videos"][0]
+    video.update(decode_only_nvdec_fps=900.0, nvdec_speedup=1.5, nvdec_in_hardware=True)
+    lever = dict(video["levers"]["detect_every_2"])
+    lever["settings"] = {**lever["settings"], "hwaccel": "cuda"}
+    video["levers"]["hwaccel_cuda"] = {**lever, "hardware_decoding": True}
+    results["frontend"]["videos"][1]["nvdec_error"] = "[corrupt_stream] cannot open"
+    results["frontend"]["detector_network"].append(
+        {"runtime": "torch:cuda graphs", "input": "640x384", "ms": 0.4, "max_abs_diff": 2e-3}
+    )
+    embedded = results["embedded"]
+    embedded["detector_onnxruntime_cpu"] = {"events_per_s": 1.0, "events_per_s_vs_default": 0.3}
+    embedded["nvdec"] = {
+        "events_per_s": 4.0,
+        "events_per_s_vs_software_decoding": 1.2,
+        "decode_only_ceiling": {"events_per_s": 5.0},
+        "e2e_vs_decode_ceiling": 0.8,
+    }
+    text = summary(results)
+    assert "decode-only on NVDEC   900.0 (1.50x; in hardware: True)" in text
+    assert "decode-only on NVDEC failed: [corrupt_stream] cannot open" in text
+    assert "NVDEC really decoded: True" in text
+    assert "torch:cuda graphs" in text
+    assert "FAME_DETECTOR_BACKEND=onnxruntime (SCRFD on the CPU), burst: 1.000" in text
+    assert "FAME_HWACCEL=cuda (NVDEC), burst: 4.000 events/s (1.20x" in text
+    embedded["nvdec"] = {"error": "RuntimeError('no NVDEC')"}
+    assert "NVDEC) burst failed: RuntimeError('no NVDEC')" in summary(results)
