@@ -147,3 +147,22 @@ def test_a_video_nvdec_fails_on_is_decoded_in_software(
     with pytest.raises(PoisonError) as caught:
         nvdec.process(corrupt)
     assert caught.value.code == ErrorCode.CORRUPT_STREAM
+
+
+def test_no_second_decode_where_nvdec_was_never_tried(
+    frontend: FrontEnd, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With FAME_HWACCEL=cuda on a machine without NVDEC, everything was already decoded in
+    software: a corrupt file fails once, without a retry."""
+    if decode.hwaccel_unavailable("cuda") is None:
+        pytest.skip("this machine opens NVDEC")
+    nvdec = FrontEnd(replace(frontend.config, hwaccel="cuda"), detector=frontend.detector)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(4096))
+    with (
+        caplog.at_level(logging.WARNING, logger="fame.faces.frontend"),
+        pytest.raises(PoisonError) as caught,
+    ):
+        nvdec.process(corrupt)
+    assert caught.value.code == ErrorCode.CORRUPT_STREAM
+    assert "decoding it in software" not in caplog.text

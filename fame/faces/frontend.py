@@ -25,6 +25,7 @@ from fame.faces.align import align_face
 from fame.faces.detector import DETECTOR_BACKENDS, Detections, FaceDetector, load_detector
 from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
+from fame.video import decode
 from fame.video.ahead import DecodeAhead
 from fame.video.decode import HWACCELS, DecodeLimits, SamplingPolicy, Video, VideoInfo
 from fame.video.fetch import FetchPolicy, fetch
@@ -129,7 +130,10 @@ class FrontEnd:
             try:
                 return self._process(source, sha256, self.config.hwaccel)
             except PoisonError as e:
-                if self.config.hwaccel == "none" or e.code != ErrorCode.CORRUPT_STREAM:
+                tried_hardware = self.config.hwaccel != "none" and (
+                    decode.hwaccel_unavailable(self.config.hwaccel) is None
+                )
+                if not tried_hardware or e.code != ErrorCode.CORRUPT_STREAM:
                     raise
                 log.warning("%s on %s; decoding it in software", e.message, self.config.hwaccel)
                 return self._process(source, sha256, "none")
