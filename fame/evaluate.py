@@ -90,6 +90,38 @@ def predict_windows(
     )
 
 
+def _window_stride(model: FAME, stride: int | None) -> int:
+    """The windows' stride in frames: as given, else half a clip."""
+    return stride or max(1, model.config.clip_len // 2)
+
+
+def _predict_records(
+    model: FAME,
+    records: Sequence[TrackRecord],
+    classes: Sequence[str],
+    cache_dir: str | Path,
+    stride_frames: int,
+    *,
+    batch_size: int,
+    device: str | torch.device,
+    progress: bool,
+    precision: Precision,
+    int8_encoder: Int8Encoder | None,
+) -> WindowPredictions:
+    """`predict_windows` over the sliding windows of cached tracks (both reports use this)."""
+    clip_len = model.config.clip_len
+    dataset = SlidingWindowClips(records, TrackStore(cache_dir), classes, clip_len, stride_frames)
+    return predict_windows(
+        model,
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        precision=precision,
+        int8_encoder=int8_encoder,
+    )
+
+
 def classification_report(
     y_true: NDArray[np.int64],
     y_pred: NDArray[np.int64],
@@ -184,12 +216,13 @@ def evaluate(
     if not records:
         raise ValueError("nothing to evaluate: no track records")
     classes = meta.classes
-    clip_len = model.config.clip_len
-    stride_frames = stride or max(1, clip_len // 2)
-    dataset = SlidingWindowClips(records, TrackStore(cache_dir), classes, clip_len, stride_frames)
-    windows = predict_windows(
+    stride_frames = _window_stride(model, stride)
+    windows = _predict_records(
         model,
-        dataset,
+        records,
+        classes,
+        cache_dir,
+        stride_frames,
         batch_size=batch_size,
         device=device,
         progress=progress,
@@ -271,13 +304,12 @@ def open_set_report(
         raise ValueError(f"no {held_out!r} tracks to evaluate")
     stand_in = classes[generators[0]]  # the dataset needs a known label; it is not used
     scored = [dataclasses.replace(r, label=stand_in) if r.label == held_out else r for r in fakes]
-    clip_len = model.config.clip_len
-    dataset = SlidingWindowClips(
-        scored, TrackStore(cache_dir), classes, clip_len, stride or max(1, clip_len // 2)
-    )
-    windows = predict_windows(
+    windows = _predict_records(
         model,
-        dataset,
+        scored,
+        classes,
+        cache_dir,
+        _window_stride(model, stride),
         batch_size=batch_size,
         device=device,
         progress=progress,
