@@ -7,7 +7,8 @@ end then runs once per lever in `LEVERS` (detecting on every 2nd sampled frame,
 runtime that `auto` did not choose (`FAME_DETECTOR_BACKEND`: PyTorch on a CPU, where it is slower;
 on a GPU machine whichever of ONNX Runtime and PyTorch `auto` left out), with how far its crops
 move from the default settings. `detector_network` times SCRFD's network alone per runtime
-(ONNX Runtime on the CPU, PyTorch eager, and on CUDA PyTorch with CUDA graphs). The ceiling is
+(ONNX Runtime on the CPU, PyTorch eager, and on CUDA PyTorch with CUDA graphs); `detector_host`
+the CPU that detection costs around the network, per frame. The ceiling is
 `FrontEndPool` (the service's worker processes) over a list of videos at once: the events/s the
 service could reach if everything after the front end were free.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -125,6 +127,7 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
         "detector": frontend.detector.name,
         "videos": rows,
         "detector_network": detector_network(detector_path),
+        "detector_host": detector_host(videos, frontend.detector),
     }
 
 
@@ -171,6 +174,62 @@ def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, A
                 }
             )
     return rows
+
+
+def detector_host(
+    videos: list[Path], detector: FaceDetector, frames: int = 16, repeats: int = 9
+) -> list[dict[str, Any]]:
+    """Per video (its first ``frames`` sampled frames): ms per frame of `ScrfdDetector.detect`,
+    of its runtime call alone (network and candidate selection: `_candidates` on the letterboxed
+    frame), the difference (``host_ms``: the worker's CPU around the network, which is what is
+    left of detection for the worker once the network runs on the GPU), and InsightFace's
+    ``SCRFD.detect`` on the same frames (given the BGR copy it expects) for comparison."""
+    from fame.faces.detector import ScrfdDetector
+    from fame.faces.scrfd_frame import letterbox
+
+    if not isinstance(detector, ScrfdDetector):
+        return []
+    config = FrontEndConfig()
+    adapter = detector._model
+    rows = []
+    for path in videos:
+        with Video(path, config.limits) as video:
+            rgb = [frame.rgb for frame in itertools.islice(video.frames(config.sampling), frames)]
+        size = detector.input_size(*rgb[0].shape[:2])
+        boxed = [letterbox(frame, size).image for frame in rgb]
+        adapter.det_thresh = detector.det_thresh
+        calls = {
+            "ours": (detector.detect, rgb),
+            "network": (detector._candidates, boxed),
+            "theirs": (functools.partial(_insightface_detect, adapter, size=size), rgb),
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(repeats):  # interleaved, so a slow spell of the machine hits all three
+            for name, (call, inputs) in calls.items():
+                seconds[name] += time_calls(functools.partial(_each, call, inputs), 1)
+        ours, network, theirs = (1000 * median(seconds[n]) / len(rgb) for n in calls)
+        rows.append(
+            {
+                "video": path.name,
+                "resolution": f"{rgb[0].shape[1]}x{rgb[0].shape[0]}",
+                "input": f"{size[0]}x{size[1]}",
+                "detect_ms": ours,
+                "network_ms": network,
+                "host_ms": ours - network,
+                "insightface_detect_ms": theirs,
+                "speedup_vs_insightface": ratio(theirs, ours),
+            }
+        )
+    return rows
+
+
+def _insightface_detect(adapter: Any, frame: np.ndarray, size: tuple[int, int]) -> Any:
+    return adapter.detect(np.ascontiguousarray(frame[:, :, ::-1]), input_size=size)
+
+
+def _each(call: Any, inputs: list[np.ndarray]) -> None:
+    for item in inputs:
+        call(item)
 
 
 def _nvdec_decode(

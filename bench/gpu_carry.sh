@@ -4,7 +4,8 @@
 # 64 MiB carry limit (about 50 MiB with the repository):
 #   .whl/  PyAV, InsightFace, pydantic(-settings), redis-py and pytest wheels for CPython 3.12
 #          (versions of this .venv; the image has torch, onnxruntime, OpenCV, prometheus-client)
-#   .gpu/  the front-end, event and latency (driving_d10) videos and SCRFD-500M
+#   .gpu/  the front-end, event and latency (driving_d10) videos, the six-face photo of the
+#          detector tests, and SCRFD-500M
 # (the synth probe's crops, `--save-crops`, are 11 MB more; that probe is host-bound there)
 # Both folders are git-ignored here (.git/info/exclude). Then, one device call with
 # carry [".gpu", ".whl"] runs the block printed at the end (see docs/benchmarks.md).
@@ -28,7 +29,7 @@ done
 
 rm -rf .gpu  # only what this call needs: the carry limit counts every byte
 mkdir -p .gpu/shared/data/samples .gpu/shared/data/faces .gpu/shared/models
-cp "$SHARED/data/samples/carphone_pristine.mp4" .gpu/shared/data/samples/
+cp "$SHARED"/data/samples/{carphone_pristine.mp4,group_t1.jpg} .gpu/shared/data/samples/
 cp "$SHARED"/data/faces/{driving_d0,driving_d10,driving_d11,driving_d18,driving_d19,source_s32}.mp4 \
   .gpu/shared/data/faces/
 cp "$SHARED/models/scrfd_500m_bnkps.onnx" .gpu/shared/models/
@@ -40,7 +41,7 @@ cat <<'EOF'
 device command (carry [".gpu", ".whl"]):
 set -o pipefail; export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 FAME_SHARED_DIR=.gpu/shared;
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
-python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py tests/test_detector_size.py 2>&1 | tail -15;
+python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py tests/test_scrfd_frame.py tests/test_detector_size.py 2>&1 | tail -15;
 python3 -m bench.run --only frontend embedded --out $OUT/gpu-frontend-embedded.json;
 python3 -m bench.run --only model --out $OUT/gpu-model.json
 EOF

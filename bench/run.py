@@ -318,6 +318,19 @@ def summary(results: dict[str, Any]) -> str:
                 f"    {row['runtime']:<20} {row['input']:<8} {row['ms']:>7.2f} ms  "
                 f"({row['max_abs_diff']:.1e})"
             )
+        host = results["frontend"].get("detector_host", [])
+        if host:
+            lines.append(
+                "  SCRFD per frame, ms: detect = network (+ candidate selection) + host work "
+                "around it; InsightFace's detect on the same frames"
+            )
+        for row in host:
+            lines.append(
+                f"    {row['video']:<24} {row['resolution']:>9} -> {row['input']:<8} "
+                f"{row['detect_ms']:>6.2f} = {row['network_ms']:.2f} + {row['host_ms']:.2f}; "
+                f"InsightFace {row['insightface_detect_ms']:.2f} "
+                f"({row['speedup_vs_insightface']:.2f}x)"
+            )
     if "e2e" in results:
         e = results["e2e"]
         c = e["frontend_ceiling"]

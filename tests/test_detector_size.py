@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from fame.errors import FameError
 from fame.faces import detector as detector_module
 from fame.faces.detector import ScrfdDetector, fit_input_size
-from fame.faces.frontend import FrontEndConfig, FrontEndPool, available_cpus
+from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool, available_cpus
 from fame.faces.scrfd_graph import free_size_graph
 from fame.video.decode import DecodeLimits, SamplingPolicy, Video
 from schemas.errors import ErrorCode
@@ -143,3 +143,16 @@ def test_a_pool_divides_the_cpus_among_its_workers(detector: Path) -> None:
         assert pool.config.detector_threads == max(1, available_cpus() // 2)
     with FrontEndPool(replace(config, detector_threads=3), workers=2) as pool:
         assert pool.config.detector_threads == 3
+
+
+def test_a_front_end_with_a_thread_budget_holds_opencv_to_it(
+    detector: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenCV's pool (letterbox, blob, alignment) follows the budget, not the core count."""
+    import cv2
+
+    calls: list[int] = []
+    monkeypatch.setattr(cv2, "setNumThreads", calls.append)
+    FrontEnd(FrontEndConfig(detector_path=str(detector), detector_threads=1))
+    FrontEnd(FrontEndConfig(detector_path=str(detector)))  # a lone front end keeps the default
+    assert calls == [1]

@@ -4,6 +4,7 @@ a clear refusal of graphs it cannot run."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from fame.errors import FameError
+from fame.faces import scrfd_frame
 from fame.faces.detector import ScrfdDetector, load_detector
 from fame.faces.frontend import FrontEnd, FrontEndConfig
 from fame.faces.scrfd_graph import free_size_graph
@@ -263,13 +265,15 @@ class _ReplayOnCpu:
     """A stand-in for a captured CUDA graph on a CPU: `replay` recomputes into the outputs the
     capture returned, from the static input (what a real graph does on the device)."""
 
-    def __init__(self, session: TorchSession, static: torch.Tensor) -> None:
-        self.session, self.static, self.replays = session, static, 0
-        self.outputs = session.forward(static)
+    def __init__(
+        self, program: Callable[[torch.Tensor], dict[str, torch.Tensor]], static: torch.Tensor
+    ) -> None:
+        self.program, self.static, self.replays = program, static, 0
+        self.outputs = program(static)
 
     def replay(self) -> None:
         self.replays += 1
-        for name, value in self.session.forward(self.static).items():
+        for name, value in self.program(self.static).items():
             self.outputs[name].copy_(value)
 
 
@@ -287,9 +291,11 @@ def test_replay_captures_each_size_once_and_falls_back_to_eager(
     session, eager = TorchSession(graph), TorchSession(graph)
     captures: list[tuple[int, ...]] = []
 
-    def capture(blob: torch.Tensor) -> _Captured:
-        captures.append(tuple(blob.shape))
-        fake = _ReplayOnCpu(session, blob.clone())
+    def capture(
+        program: Callable[[torch.Tensor], dict[str, torch.Tensor]], host: torch.Tensor
+    ) -> _Captured:
+        captures.append(tuple(host.shape))
+        fake = _ReplayOnCpu(program, host.clone())
         return _Captured(fake, fake.static, fake.outputs)
 
     monkeypatch.setattr(session, "_capture", capture)
@@ -303,9 +309,19 @@ def test_replay_captures_each_size_once_and_falls_back_to_eager(
         for a, b in zip(want, got, strict=True):
             np.testing.assert_allclose(b, a, atol=1e-6)
     assert captures == [(1, 3, 64, 96), (1, 3, 96, 64)]  # the third size ran eagerly
-    assert session._captured[(1, 3, 64, 96)].graph.replays == 2
+    assert session._captured[("blob", (1, 3, 64, 96))].graph.replays == 2
 
-    def broken(blob: torch.Tensor) -> _Captured:
+    # an image is another program, so a graph of its own; normalised on the device, it gives
+    # what its float blob gives
+    monkeypatch.setattr(torch_session, "MAX_CUDA_GRAPHS", 3)
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    want_image = eager.run(None, {"input.1": scrfd_frame.blob(image, 127.5, 128.0)})
+    got_image = session.run_image(image, 127.5, 128.0)
+    assert captures[-1] == (64, 96, 3)
+    for output, value in zip(session.get_outputs(), want_image, strict=True):
+        np.testing.assert_allclose(got_image[output.name].numpy(), value, atol=1e-6)
+
+    def broken(program: object, host: torch.Tensor) -> _Captured:
         raise RuntimeError("operation not permitted when stream is capturing")
 
     failing = TorchSession(graph)

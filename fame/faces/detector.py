@@ -28,6 +28,16 @@ from typing import Protocol
 import numpy as np
 
 from fame.errors import FameError, ModelMissingError
+from fame.faces.scrfd_frame import (
+    AnchorTables,
+    Candidates,
+    ScrfdLayout,
+    blob,
+    candidates_numpy,
+    candidates_torch,
+    decode,
+    letterbox,
+)
 from fame.faces.scrfd_graph import STRIDE, free_size_graph
 from schemas.errors import ErrorCode
 
@@ -63,8 +73,9 @@ class FaceDetector(Protocol):
 
 
 class ScrfdDetector:
-    """SCRFD through InsightFace's adapter, on the GPU when one is reachable (see ``backend``
-    above).
+    """SCRFD on the GPU when one is reachable (see ``backend`` above). InsightFace's adapter
+    reads the graph (output layout, normalisation) and does the NMS; the per-frame work around
+    the network is `fame.faces.scrfd_frame`'s, which gives the adapter's faces for less CPU.
 
     The input is the frame fitted into ``det_size`` x ``det_size`` with its aspect kept, each
     side rounded up to a multiple of 32: a 1280x720 frame runs at 640x384, not padded to
@@ -94,12 +105,14 @@ class ScrfdDetector:
         self.model_file = _onnx_file(Path(model_path))
         requested = providers if providers is not None else _preferred_providers()
         self._model = _load_scrfd(self.model_file, requested, threads, backend)
-        self._model.prepare(0, det_thresh=det_thresh)
+        self._layout = ScrfdLayout.of(self._model)
+        self._anchors = AnchorTables(self._layout)
+        self.det_thresh = det_thresh
         self.native_size: tuple[int, int] | None = self._model.static_input_size
         self.det_size = det_size
         active = self._model.session.get_providers()
-        torch_runs = active[0].startswith("torch:")
-        self.provider = active[0] if torch_runs else _check_providers(active, requested)
+        self._on_torch = active[0].startswith("torch:")
+        self.provider = active[0] if self._on_torch else _check_providers(active, requested)
         self.name = f"scrfd:{self.model_file.name}@{self.provider}"
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
@@ -109,19 +122,37 @@ class ScrfdDetector:
         return fit_input_size(height, width, self.det_size)
 
     def detect(self, rgb: np.ndarray) -> Detections:
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         size = self.input_size(*rgb.shape[:2])
         try:
-            det, kps = self._model.detect(bgr, input_size=size)
+            boxed = letterbox(rgb, size)
+            found = self._candidates(boxed.image)
+            pre_det, points = decode(found, self._anchors.get(size[1], size[0]), boxed.scale)
+            keep = self._model.nms(pre_det)
         except Exception as e:
             raise FameError(
                 f"SCRFD failed on a {rgb.shape} frame at {size}: {e}", code=ErrorCode.MODEL_ERROR
             ) from e
-        keypoints = None if kps is None else np.asarray(kps, dtype=np.float32).reshape(-1, 5, 2)
         return Detections(
-            boxes=np.asarray(det[:, :4], dtype=np.float32).reshape(-1, 4),
-            scores=np.asarray(det[:, 4], dtype=np.float32).reshape(-1),
-            keypoints=keypoints,
+            boxes=np.ascontiguousarray(pre_det[keep, :4]).reshape(-1, 4),
+            scores=np.ascontiguousarray(pre_det[keep, 4]).reshape(-1),
+            keypoints=None if points is None else np.ascontiguousarray(points[keep]),
+        )
+
+    def _candidates(self, image: np.ndarray) -> Candidates:
+        """Anchors above the threshold, from the runtime's outputs (kept on the device under
+        PyTorch until they are chosen)."""
+        session = self._model.session
+        layout = self._layout
+        if self._on_torch:  # a fame.faces.torch_session.TorchSession
+            import torch  # imported here: an ONNX Runtime worker need not load it
+
+            with torch.inference_mode():
+                outputs = session.run_image(image, layout.mean, layout.std)
+                ordered = [outputs[name] for name in layout.output_names]
+                return candidates_torch(layout, ordered, self.det_thresh)
+        feed = {self._model.input_name: blob(image, layout.mean, layout.std)}
+        return candidates_numpy(
+            layout, session.run(list(layout.output_names), feed), self.det_thresh
         )
 
 

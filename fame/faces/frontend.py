@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from fame.errors import FameError, PoisonError
@@ -110,6 +111,10 @@ class FrontEnd:
 
     def __init__(self, config: FrontEndConfig, detector: FaceDetector | None = None) -> None:
         self.config = config
+        if config.detector_threads > 0:
+            # OpenCV (letterbox, blob, alignment) would start a thread per core in every
+            # front-end worker process: the workers are the parallelism
+            cv2.setNumThreads(config.detector_threads)
         self.detector = detector or load_detector(
             config.detector_path,
             det_size=config.det_size,

@@ -3,9 +3,9 @@
 Why: the detector should run on the GPU wherever the model does, and PyTorch is the CUDA stack
 every GPU deployment of this service already has. ONNX Runtime's CUDA provider needs
 onnxruntime-gpu built for the same CUDA as the driver, which a machine may lack (the lent GPU
-image has the CPU build only). InsightFace's SCRFD adapter accepts any object with
-``get_inputs``/``get_outputs``/``run``, so its pre- and post-processing (resize, anchors, NMS)
-stay exactly as they are; only the network moves to PyTorch.
+image has the CPU build only). It offers what InsightFace's SCRFD adapter reads of a session
+(``get_inputs``/``get_outputs``/``run``), and `run_image`, which takes the letterboxed uint8 image
+and builds the blob on the device (`fame.faces.scrfd_frame` does the rest of the frame's work).
 
 This is an interpreter for the operators SCRFD's exports use, not a general ONNX runtime: a
 graph with any other operator, or an attribute outside what is checked below, is refused when it
@@ -102,7 +102,7 @@ class TorchSession:
         if len(self._inputs) != 1:
             raise UnsupportedGraphError(f"expected one graph input, got {len(self._inputs)}")
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self._captured: dict[tuple[int, ...], _Captured] = {}
+        self._captured: dict[tuple[object, ...], _Captured] = {}
         self._pool: Any = None  # one memory pool for every captured size (replays never overlap)
 
     def get_inputs(self) -> list[ValueInfo]:
@@ -121,11 +121,20 @@ class TorchSession:
         names = list(output_names) if output_names else [o.name for o in self._outputs]
         (array,) = feed.values()
         blob = torch.from_numpy(np.ascontiguousarray(array, np.float32))
-        with torch.inference_mode():
-            outputs = self._replay(blob) if self.cuda_graphs else None
-            if outputs is None:
-                outputs = self.forward(blob.to(self.device))
-            return [outputs[name].float().cpu().numpy() for name in names]
+        outputs = self._run(("blob",), self.forward, blob)
+        return [outputs[name].float().cpu().numpy() for name in names]
+
+    def run_image(self, image: np.ndarray, mean: float, std: float) -> dict[str, Value]:
+        """The outputs, left on the device, for one uint8 [H, W, 3] image: the blob
+        (channels first, ``(x - mean) / std``, the float operations of
+        ``cv2.dnn.blobFromImage``) is built on the device, inside the CUDA graph, from a quarter
+        of its bytes. Replayed outputs are overwritten by the next call: read them first."""
+
+        def program(pixels: Value) -> dict[str, Value]:
+            x = pixels.permute(2, 0, 1).unsqueeze(0).float()
+            return self.forward(x.sub(mean).mul(1.0 / std).contiguous())
+
+        return self._run(("image", mean, std), program, torch.from_numpy(image))
 
     def forward(self, x: Value) -> dict[str, Value]:
         """The graph's outputs by name, for an input already on the device (eager)."""
@@ -136,38 +145,49 @@ class TorchSession:
             values.update(zip(node.outputs, _OPS[node.op](node, args), strict=True))
         return {o.name: values[o.name] for o in self._outputs}
 
-    def _replay(self, blob: Value) -> dict[str, Value] | None:
-        """The outputs by replaying this size's CUDA graph (captured on first sight), or None
-        to run eagerly: too many sizes, or capture does not work here."""
-        key = tuple(blob.shape)
+    def _run(
+        self, kind: tuple[object, ...], program: Callable[[Value], dict[str, Value]], host: Value
+    ) -> dict[str, Value]:
+        with torch.inference_mode():
+            outputs = self._replay(kind, program, host) if self.cuda_graphs else None
+            if outputs is None:
+                outputs = program(host.to(self.device))
+            return outputs
+
+    def _replay(
+        self, kind: tuple[object, ...], program: Callable[[Value], dict[str, Value]], host: Value
+    ) -> dict[str, Value] | None:
+        """The outputs by replaying the CUDA graph of this program and input size (captured on
+        first sight), or None to run eagerly: too many graphs, or capture does not work here."""
+        key = (*kind, tuple(host.shape))
         captured = self._captured.get(key)
         if captured is None:
             if len(self._captured) >= MAX_CUDA_GRAPHS:
                 return None
             try:
-                captured = self._capture(blob)
+                captured = self._capture(program, host)
             except Exception as e:  # a driver or allocator that cannot capture: eager for good
                 log.warning("detector: CUDA graph capture failed (%s); runs eagerly", e)
                 self.cuda_graphs = False
                 return None
             self._captured[key] = captured
-        captured.input.copy_(blob)
+        captured.input.copy_(host)
         captured.graph.replay()
         return captured.outputs
 
-    def _capture(self, blob: Value) -> _Captured:
-        static = blob.to(self.device)
+    def _capture(self, program: Callable[[Value], dict[str, Value]], host: Value) -> _Captured:
+        static = host.to(self.device)
         side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         # warm-up off the capturing stream, as capture requires
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self.forward(static)
+                program(static)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: the worker's decode thread may use CUDA meanwhile (NVDEC), legitimately
         with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            outputs = self.forward(static)
+            outputs = program(static)
         if self._pool is None:
             self._pool = graph.pool()
         return _Captured(graph, static, outputs)
