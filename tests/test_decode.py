@@ -192,3 +192,33 @@ def test_frame_threads_decode_the_same_frames(shared: Path) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(decoded[1], decoded[3], strict=True))
     with pytest.raises(ValueError, match="threads"):
         Video(path, DecodeLimits(), threads=-1)
+
+
+def _segment(path: Path, start_s: int, seconds: int, fps: int = 10) -> Path:
+    """A piece of a longer video cut without resetting its timestamps: it starts at start_s."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(seconds * fps):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            frame.pts = start_s * fps + i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_late_starting_segment_is_measured_by_its_own_length(tmp_path: Path, suffix: str) -> None:
+    """Length limits apply to what is in the file, not to where its timestamps begin."""
+    limits = DecodeLimits(max_duration_s=60.0)
+    short = _segment(tmp_path / f"short{suffix}", start_s=700, seconds=2)
+    with Video(short, limits) as video:
+        assert video.info.duration_s == pytest.approx(2.0, abs=0.2)
+        frames = list(video.frames(SamplingPolicy(target_fps=5.0)))
+    assert len(frames) == 10 and frames[0].timestamp_s == pytest.approx(700.0)
+    long = _segment(tmp_path / f"long{suffix}", start_s=700, seconds=70)
+    with pytest.raises(PoisonError) as info, Video(long, limits) as video:
+        list(video.frames(SamplingPolicy()))
+    assert info.value.code == ErrorCode.TOO_LONG

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._redirect(f"http://127.0.0.2:{port}/video.mp4")
         elif self.path == "/to-video":
             self._redirect("/video.mp4")
+        elif self.path == "/to-unicode":
+            self._redirect("/vid\u00e9o.mp4")
         else:
             self.send_error(404)
 
@@ -132,10 +135,68 @@ def test_redirect_to_private_address_is_refused(server: str, tmp_path: Path, pat
         "http://localhost/x.mp4",
         "ftp://example.com/x.mp4",
         "gopher://example.com/",
+        # IPv6 forms that carry an IPv4 address: mapped, compatible, 6to4, NAT64
+        "http://[::ffff:127.0.0.1]/x.mp4",
+        "http://[::127.0.0.1]/x.mp4",
+        "http://[2002:7f00:1::]/x.mp4",
+        "http://[64:ff9b::a9fe:a9fe]/x.mp4",
+        # malformed: a typed refusal, not an internal error
+        "http://[abc]/x.mp4",
+        "http://[::1/x.mp4",
+        "http://example.com:99999/x.mp4",
     ],
 )
 def test_refused_by_default(uri: str, tmp_path: Path) -> None:
     assert _code(uri, tmp_path, FetchPolicy()) == ErrorCode.FETCH_REFUSED
+
+
+def test_a_redirect_to_a_location_with_bad_characters_is_refused(
+    server: str, tmp_path: Path
+) -> None:
+    assert _code(f"{server}/to-unicode", tmp_path, LOCAL) == ErrorCode.FETCH_REFUSED
+
+
+# What a hostile server sends, a line at a time, each well inside the read timeout: it never
+# finishes, so only the total deadline can end the fetch.
+DRIPS = {
+    "continue-flood": (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+    "header-drip": (b"HTTP/1.1 200 OK\r\n", b"X-Drip: 1\r\n"),
+    "trailer-flood": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n",
+        b"X-Trailer: 1\r\n",
+    ),
+}
+
+
+@pytest.fixture
+def dripping_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    head, line = DRIPS[request.param]
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(head)
+            while not stop.wait(0.1):
+                conn.sendall(line)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/video.mp4"
+    stop.set()
+    listener.close()
+
+
+@pytest.mark.parametrize("dripping_server", list(DRIPS), indirect=True)
+def test_a_server_that_never_finishes_hits_the_total_timeout(
+    dripping_server: str, tmp_path: Path
+) -> None:
+    policy = FetchPolicy(allowed_private_networks=("127.0.0.1/32",), total_timeout_s=1.0)
+    started = time.monotonic()
+    assert _code(dripping_server, tmp_path, policy) == ErrorCode.FETCH_TIMEOUT
+    assert time.monotonic() - started < 3.0
 
 
 def test_host_allowlist(server: str, tmp_path: Path) -> None:
@@ -157,6 +218,7 @@ def test_file_uri_only_under_roots(tmp_path: Path) -> None:
         f"file://{root}/link.mp4",
         f"file://{root}/../outside/secret.mp4",
         "file://otherhost/etc/passwd",
+        f"file://{root}/ok%00.mp4",
     ):
         assert _code(uri, dest, policy) == ErrorCode.FETCH_REFUSED, uri
     assert _code(f"file://{root}/ok.mp4", dest, FetchPolicy()) == ErrorCode.FETCH_REFUSED

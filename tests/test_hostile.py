@@ -3,7 +3,11 @@ the worker pool, and the pool keeps serving real videos afterwards."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import struct
+import threading
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 from fame.errors import FameError, PoisonError
 from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool
 from fame.video.decode import DecodeLimits
+from fame.video.fetch import FetchPolicy
 from schemas.errors import ErrorCode
 from tests.test_decode import write_video
 
@@ -251,3 +256,46 @@ def test_sandbox_crash_and_memory_limit_cost_one_task() -> None:
         error = refuse.exception(timeout=30)
         assert type(error) is PoisonError and error.code == ErrorCode.UNSUPPORTED_FORMAT
         assert ok.result(timeout=30) == 6
+
+
+class _TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Sends a body a byte every 50 ms: the worker is killed for time mid-download."""
+
+    def log_message(self, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(400):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_download_leaves_no_file(
+    shared: Path, config: FrontEndConfig, tmp_path: Path
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    local = FrontEndConfig(
+        detector_path=config.detector_path,
+        fetch=FetchPolicy(allowed_private_networks=("127.0.0.1/32",), total_timeout_s=60.0),
+        work_dir=work_dir,
+    )
+    try:
+        with FrontEndPool(local, workers=1, task_timeout_s=1.0) as pool:
+            uri = f"http://127.0.0.1:{server.server_address[1]}/slow.mp4"
+            error = pool.submit(uri).exception(timeout=60)
+            assert isinstance(error, PoisonError) and error.code == ErrorCode.DECODE_TIMEOUT
+            carphone = shared / "data/samples/carphone_pristine.mp4"
+            assert pool.submit(carphone.as_uri()).exception(timeout=60) is not None  # no roots
+            deadline = time.monotonic() + 10
+            while any(work_dir.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the folder goes in the future's done-callback
+            assert list(work_dir.iterdir()) == []
+    finally:
+        server.shutdown()

@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeGuard
 
 import cv2
 import numpy as np
@@ -125,15 +127,18 @@ class FrontEnd:
             backend=config.detector_backend,
         )
 
-    def process(self, source: str | Path, sha256: str | None = None) -> FrontEndResult:
-        """``source``: a URI (fetched under ``config.fetch``) or a trusted local path.
+    def process(
+        self, source: str | Path, sha256: str | None = None, work_dir: Path | None = None
+    ) -> FrontEndResult:
+        """``source``: a URI (fetched under ``config.fetch`` into a temporary folder under
+        ``work_dir``, default ``config.work_dir``) or a trusted local path.
 
         A video that fails as a corrupt stream on NVDEC is decoded again in software before it
         is called corrupt: a device that fails (out of memory, a stream it half supports) must
         not send a good video to the dead letters."""
         try:
             try:
-                return self._process(source, sha256, self.config.hwaccel)
+                return self._process(source, sha256, self.config.hwaccel, work_dir)
             except PoisonError as e:
                 tried_hardware = self.config.hwaccel != "none" and (
                     decode.hwaccel_unavailable(self.config.hwaccel) is None
@@ -141,7 +146,7 @@ class FrontEnd:
                 if not tried_hardware or e.code != ErrorCode.CORRUPT_STREAM:
                     raise
                 log.warning("%s on %s; decoding it in software", e.message, self.config.hwaccel)
-                return self._process(source, sha256, "none")
+                return self._process(source, sha256, "none", work_dir)
         except FameError:
             raise
         except MemoryError as e:
@@ -151,10 +156,12 @@ class FrontEnd:
                 f"front end failed on {source}: {e!r}", code=ErrorCode.INTERNAL_ERROR
             ) from e
 
-    def _process(self, source: str | Path, sha256: str | None, hwaccel: str) -> FrontEndResult:
+    def _process(
+        self, source: str | Path, sha256: str | None, hwaccel: str, work_dir: Path | None
+    ) -> FrontEndResult:
         timings_ms = dict.fromkeys(STAGES, 0.0)
         with (
-            _local_file(source, sha256, self.config, timings_ms) as path,
+            _local_file(source, sha256, self.config, work_dir, timings_ms) as path,
             Video(path, self.config.limits, hwaccel, self.config.detector_threads) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
@@ -266,15 +273,24 @@ class _TrackingRun:
         )
 
 
+def _is_uri(source: str | Path) -> TypeGuard[str]:
+    return isinstance(source, str) and "://" in source
+
+
 @contextlib.contextmanager
 def _local_file(
-    source: str | Path, sha256: str | None, config: FrontEndConfig, timings_ms: dict[str, float]
+    source: str | Path,
+    sha256: str | None,
+    config: FrontEndConfig,
+    work_dir: Path | None,
+    timings_ms: dict[str, float],
 ) -> Iterator[Path]:
-    """The local file to decode; a URI is fetched into a temp dir that is always removed."""
-    if isinstance(source, Path) or "://" not in source:
+    """The local file to decode; a URI is fetched into a temp dir that is removed on the way
+    out (a process killed meanwhile cannot: `FrontEndPool` removes its task folders itself)."""
+    if not _is_uri(source):
         yield Path(source)
         return
-    with tempfile.TemporaryDirectory(prefix="fame-fetch-", dir=config.work_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="fame-fetch-", dir=work_dir or config.work_dir) as tmp:
         started = time.perf_counter()
         path = fetch(source, Path(tmp), config.fetch, sha256)
         timings_ms["fetch"] += _ms_since(started)
@@ -300,9 +316,11 @@ def _worker_init(setup: tuple[FrontEndConfig, Callable[[], object] | None]) -> F
     return FrontEnd(config)
 
 
-def _worker_run(frontend: FrontEnd, task: tuple[str | Path, str | None]) -> FrontEndResult:
-    source, sha256 = task
-    return frontend.process(source, sha256)
+def _worker_run(
+    frontend: FrontEnd, task: tuple[str | Path, str | None, Path | None]
+) -> FrontEndResult:
+    source, sha256, work_dir = task
+    return frontend.process(source, sha256, work_dir)
 
 
 class FrontEndPool:
@@ -338,7 +356,20 @@ class FrontEndPool:
         )
 
     def submit(self, source: str | Path, sha256: str | None = None) -> Future[FrontEndResult]:
-        return self._pool.submit((source, sha256))
+        """A URI is fetched into a folder this process creates and removes once the task ends,
+        however it ends: a worker killed for time or memory leaves its download behind, and
+        hundreds of MB per task would fill the pod's scratch space."""
+        if not _is_uri(source):
+            return self._pool.submit((source, sha256, None))
+        work_dir = Path(tempfile.mkdtemp(prefix="fame-task-", dir=self.config.work_dir))
+        future = self._pool.submit((source, sha256, work_dir))
+        future.add_done_callback(lambda _: shutil.rmtree(work_dir, ignore_errors=True))
+        return future
+
+    @property
+    def healthy(self) -> bool:
+        """False when the pool cannot run tasks: see `SandboxPool.healthy`."""
+        return self._pool.healthy
 
     def close(self) -> None:
         self._pool.close()

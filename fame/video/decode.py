@@ -245,7 +245,7 @@ class Video:
         if stream.duration is not None and stream.time_base is not None:
             duration_s = float(stream.duration * stream.time_base)
         elif self._container.duration is not None:
-            duration_s = self._container.duration / av.time_base
+            duration_s = self._container_span_s(self._container.duration)
         frame_count = int(stream.frames or 0)
         self._check_length(duration_s, frame_count)
         return VideoInfo(
@@ -258,6 +258,16 @@ class Video:
             frame_count=frame_count,
             rotation_deg=0,
         )
+
+    def _container_span_s(self, duration: int) -> float:
+        """The container's duration without its start offset. A segment cut from a long video
+        keeps its timestamps (starting at 700 s, say); some demuxers (Matroska) then report the
+        end time as the duration, others (MP4) the span. Frame times are checked again while
+        decoding, relative to the first frame, so this early check only needs to be fair."""
+        start = self._container.start_time
+        if start is not None and 0 < start < duration:
+            duration -= start
+        return duration / av.time_base
 
     def _check_length(self, duration_s: float, frame_count: int) -> None:
         if duration_s > self._limits.max_duration_s:
@@ -278,12 +288,15 @@ class Video:
         """
         period_s = sampling.period_s
         next_s: float | None = None
+        first_s: float | None = None
         kept = 0
         decoded = 0
         for index, frame in enumerate(self._decoded()):
             decoded += 1
             timestamp_s = self._timestamp_s(frame, index)
-            self._check_length(timestamp_s, index + 1)
+            if first_s is None:
+                first_s = timestamp_s
+            self._check_length(timestamp_s - first_s, index + 1)  # a segment may start late
             self._check_pixels(frame.width, frame.height)
             if index == 0:
                 self._note_rotation(frame)

@@ -19,6 +19,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,7 +74,10 @@ def fetch(uri: str, dest_dir: Path, policy: FetchPolicy, sha256: str | None = No
     Raises `PoisonError` (fetch_refused, fetch_too_large, checksum_mismatch, fetch_failed for a
     4xx) or `TransientError` (fetch_timeout, fetch_failed for network errors and 5xx).
     """
-    scheme = urlsplit(uri).scheme.lower()
+    try:
+        scheme = urlsplit(uri).scheme.lower()
+    except ValueError as e:  # "http://[::1/x"
+        raise _refused(f"malformed URI {uri!r}: {e}") from e
     if scheme not in policy.allowed_schemes:
         raise PoisonError(f"scheme {scheme!r} not allowed in {uri!r}", code=ErrorCode.FETCH_REFUSED)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +121,8 @@ def _copy_file(uri: str, out: IO[bytes], policy: FetchPolicy) -> str:
     if ".." in Path(raw).parts:
         raise _refused(f"'..' in file URI {uri!r}")
     roots = [root.resolve() for root in policy.file_roots]
+    if "\x00" in raw:
+        raise _refused(f"NUL byte in file URI {uri!r}")
     try:
         real = Path(raw).resolve(strict=True)
     except (OSError, RuntimeError) as e:
@@ -148,20 +154,76 @@ def _stream(
                 f"more than max_bytes={policy.max_bytes} bytes", code=ErrorCode.FETCH_TOO_LARGE
             )
         if deadline is not None and time.monotonic() > deadline:
-            raise TransientError(
-                f"fetch took longer than total_timeout_s={policy.total_timeout_s}",
-                code=ErrorCode.FETCH_TIMEOUT,
-            )
+            raise _timed_out(policy)
         digest.update(chunk)
         out.write(chunk)
     return digest.hexdigest()
 
 
+class _Watchdog:
+    """Shuts the fetch's socket down at the deadline. Per-read timeouts bound one read only: a
+    server that drips headers, ``100 Continue`` lines, chunk sizes, trailers or a TLS handshake
+    a byte at a time would hold the fetch for ever without this."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def track(self, sock: socket.socket) -> None:
+        """The socket that the fetch now waits on (one per connection, redirects included)."""
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Both directions, at the socket level: a thread blocked in recv (or in a TLS handshake,
+    which `ssl.SSLSocket.shutdown` would disturb) wakes with EOF or an error."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 def _copy_http(uri: str, out: IO[bytes], policy: FetchPolicy) -> str:
+    watchdog = _Watchdog(policy.total_timeout_s)
+    try:
+        digest = _copy_http_hops(uri, out, policy, watchdog)
+    except (PoisonError, TransientError) as e:
+        if watchdog.expired:
+            raise _timed_out(policy) from e
+        raise
+    finally:
+        watchdog.cancel()
+    if watchdog.expired:  # the shutdown can look like a clean end of the body
+        raise _timed_out(policy)
+    return digest
+
+
+def _timed_out(policy: FetchPolicy) -> TransientError:
+    return TransientError(
+        f"fetch took longer than total_timeout_s={policy.total_timeout_s}",
+        code=ErrorCode.FETCH_TIMEOUT,
+    )
+
+
+def _copy_http_hops(uri: str, out: IO[bytes], policy: FetchPolicy, watchdog: _Watchdog) -> str:
     deadline = time.monotonic() + policy.total_timeout_s
     url = uri
     for _hop in range(policy.max_redirects + 1):
-        response, conn = _open_checked(url, policy, deadline)
+        response, conn = _open_checked(url, policy, deadline, watchdog)
         try:
             if response.status in _REDIRECT_STATUSES:
                 location = response.getheader("Location")
@@ -213,10 +275,7 @@ def _read_chunks(
     while True:
         remaining_s = deadline - time.monotonic()
         if remaining_s <= 0:
-            raise TransientError(
-                f"fetch took longer than total_timeout_s={policy.total_timeout_s}",
-                code=ErrorCode.FETCH_TIMEOUT,
-            )
+            raise _timed_out(policy)
         if conn.sock is not None:
             conn.sock.settimeout(min(policy.read_timeout_s, remaining_s))
         chunk = response.read1(_CHUNK_BYTES)
@@ -226,25 +285,25 @@ def _read_chunks(
 
 
 def _open_checked(
-    url: str, policy: FetchPolicy, deadline: float
+    url: str, policy: FetchPolicy, deadline: float, watchdog: _Watchdog
 ) -> tuple[http.client.HTTPResponse, http.client.HTTPConnection]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        host = (parts.hostname or "").lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError as e:  # "http://[abc]/", a bad port
+        raise _refused(f"malformed URL {url!r}: {e}") from e
     if scheme not in policy.allowed_schemes or scheme not in ("http", "https"):
         raise _refused(f"scheme {scheme!r} not allowed in {url!r}")
-    host = (parts.hostname or "").lower()
     if not host:
         raise _refused(f"no host in {url!r}")
     if policy.allowed_hosts is not None and not _host_allowed(host, policy.allowed_hosts):
         raise _refused(f"host {host!r} is not in the allowlist")
-    try:
-        port = parts.port or (443 if scheme == "https" else 80)
-    except ValueError as e:
-        raise _refused(f"bad port in {url!r}") from e
     address = _resolve_checked(host, port, policy)
     timeout_s = min(policy.connect_timeout_s, max(deadline - time.monotonic(), 0.001))
     conn_cls = _PinnedHTTPSConnection if scheme == "https" else _PinnedHTTPConnection
-    conn = conn_cls(host, port, pinned_address=address, timeout=timeout_s)
+    conn = conn_cls(host, port, pinned_address=address, timeout=timeout_s, watchdog=watchdog)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -257,6 +316,14 @@ def _open_checked(
                 min(policy.read_timeout_s, max(deadline - time.monotonic(), 0.001))
             )
         return conn.getresponse(), conn
+    except ssl.SSLCertVerificationError as e:  # the same certificate next time: do not retry
+        conn.close()
+        raise PoisonError(
+            f"TLS certificate of {url!r} failed verification: {e}", code=ErrorCode.FETCH_FAILED
+        ) from e
+    except (http.client.InvalidURL, UnicodeError) as e:  # a path or Location with bad characters
+        conn.close()
+        raise _refused(f"malformed URL {url!r}: {e}") from e
     except TimeoutError as e:
         conn.close()
         raise TransientError(
@@ -291,28 +358,50 @@ def _resolve_checked(host: str, port: int, policy: FetchPolicy) -> str:
     return addresses[0]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+
+
 def _check_address(address: str, host: str, policy: FetchPolicy) -> None:
+    """Every address the name resolves to, and every IPv4 address an IPv6 address carries
+    (mapped, compatible, 6to4, NAT64: an IPv6-only cluster reaches IPv4 through them)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_global and not ip.is_multicast:
-        return
-    if policy.allow_private_addresses:
-        return
-    if any(ip in ipaddress.ip_network(net) for net in policy.allowed_private_networks):
-        return
-    raise _refused(f"{host!r} resolves to non-public address {ip}")
+    for carried in [ip, *_embedded_ipv4(ip)]:
+        if carried.is_global and not carried.is_multicast:
+            continue
+        if policy.allow_private_addresses:
+            continue
+        if any(carried in ipaddress.ip_network(net) for net in policy.allowed_private_networks):
+            continue
+        raise _refused(f"{host!r} resolves to non-public address {carried}")
+
+
+def _embedded_ipv4(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address]:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+    if ip.teredo is not None:
+        found += list(ip.teredo)
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """Connects to the already-checked address while the Host header keeps the name."""
 
-    def __init__(self, host: str, port: int, *, pinned_address: str, timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, pinned_address: str, timeout: float, watchdog: _Watchdog
+    ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._pinned_address = pinned_address
+        self._watchdog = watchdog
 
     def connect(self) -> None:
         self.sock = socket.create_connection((self._pinned_address, self.port), self.timeout)
+        self._watchdog.track(self.sock)
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -320,10 +409,20 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Like `_PinnedHTTPConnection`, with TLS verified against the host name (SNI = name)."""
 
-    def __init__(self, host: str, port: int, *, pinned_address: str, timeout: float) -> None:
+    def __init__(
+        self, host: str, port: int, *, pinned_address: str, timeout: float, watchdog: _Watchdog
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
         self._pinned_address = pinned_address
+        self._watchdog = watchdog
 
     def connect(self) -> None:
         raw = socket.create_connection((self._pinned_address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+        self._watchdog.track(raw)
+        context: ssl.SSLContext = self._context  # type: ignore[attr-defined]
+        # handshake after wrapping, so that the watchdog holds the socket it happens on
+        self.sock = context.wrap_socket(
+            raw, server_hostname=self.host, do_handshake_on_connect=False
+        )
+        self._watchdog.track(self.sock)
+        self.sock.do_handshake()

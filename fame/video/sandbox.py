@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Generic, TypeVar
@@ -39,6 +39,8 @@ R = TypeVar("R")
 _READY = "ready"
 _INIT_FAILED = "init_failed"
 _KILL_GRACE_S = 5.0
+_RESPAWN_BASE_S = 1.0  # a replacement that cannot start is tried again after 1, 2, 4... s
+_RESPAWN_MAX_S = 60.0
 
 
 @dataclass
@@ -50,6 +52,7 @@ class _Worker:
     task_id: int | None = None
     future: Future[Any] | None = None
     deadline: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
 
 class SandboxPool(Generic[A, S, T, R]):
@@ -81,6 +84,9 @@ class SandboxPool(Generic[A, S, T, R]):
         self._ids = itertools.count()
         self._closed = False
         self._broken: FameError | None = None
+        self._start_timeout_s = start_timeout_s
+        self._failed_starts = 0  # in a row, since a worker last became ready
+        self._respawn_at: list[float] = []  # slots whose replacement could not start
         self._wake_reader, self._wake_writer = self._ctx.Pipe(duplex=False)
         self._workers = [self._spawn() for _ in range(workers)]
         self._await_ready(start_timeout_s)
@@ -100,6 +106,15 @@ class SandboxPool(Generic[A, S, T, R]):
             self._queue.append((next(self._ids), task, future))
             self._wake_writer.send_bytes(b"w")
         return future
+
+    @property
+    def healthy(self) -> bool:
+        """False once the dispatcher has failed, or while no worker can start (a replacement's
+        start-up keeps failing: tasks wait for one): what a liveness probe should see."""
+        with self._lock:
+            if self._broken is not None:
+                return False
+        return self._failed_starts == 0 or any(w.ready for w in self._workers)
 
     def close(self) -> None:
         with self._lock:
@@ -147,6 +162,15 @@ class SandboxPool(Generic[A, S, T, R]):
             raise
 
     def _dispatch_loop(self) -> None:
+        try:
+            self._dispatch()
+        except BaseException as e:  # a bug or the OS (no fds, no memory): fail loudly, not hang
+            log.exception("sandbox pool dispatcher failed")
+            self._fail_everything(
+                TransientError(f"front-end pool failed: {e!r}", code=ErrorCode.INTERNAL_ERROR)
+            )
+
+    def _dispatch(self) -> None:
         while True:
             with self._lock:
                 closing = self._closed
@@ -170,26 +194,28 @@ class SandboxPool(Generic[A, S, T, R]):
 
     def _assign(self) -> None:
         for worker in self._workers:
-            if not worker.ready or worker.task_id is not None:
-                continue
-            with self._lock:
-                if not self._queue:
-                    return
-                task_id, task, future = self._queue.popleft()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                worker.conn.send((task_id, task))
-            except (OSError, pickle.PicklingError, TypeError, AttributeError) as e:
-                future.set_exception(
-                    FameError(f"cannot send task: {e}", code=ErrorCode.INTERNAL_ERROR)
-                )
-                continue
-            worker.task_id, worker.future = task_id, future
-            worker.deadline = time.monotonic() + self._task_timeout_s
+            while worker.ready and worker.task_id is None:
+                with self._lock:
+                    if not self._queue:
+                        return
+                    task_id, task, future = self._queue.popleft()
+                if not future.set_running_or_notify_cancel():
+                    continue  # cancelled while queued: the next task is this worker's
+                try:
+                    worker.conn.send((task_id, task))
+                except (OSError, pickle.PicklingError, TypeError, AttributeError) as e:
+                    future.set_exception(
+                        FameError(f"cannot send task: {e}", code=ErrorCode.INTERNAL_ERROR)
+                    )
+                    continue
+                worker.task_id, worker.future = task_id, future
+                worker.deadline = time.monotonic() + self._task_timeout_s
 
     def _next_timeout_s(self) -> float | None:
+        """Until the next task deadline, start deadline or due respawn."""
         deadlines = [w.deadline for w in self._workers if w.task_id is not None]
+        deadlines += [w.started + self._start_timeout_s for w in self._workers if not w.ready]
+        deadlines += self._respawn_at
         return max(min(deadlines) - time.monotonic(), 0.0) if deadlines else None
 
     def _on_message(self, worker: _Worker) -> None:
@@ -199,6 +225,7 @@ class SandboxPool(Generic[A, S, T, R]):
             return  # the worker died mid-send; `_reap` sees its sentinel
         if message[0] == _READY:
             worker.ready = True
+            self._failed_starts = 0
         elif message[0] == _INIT_FAILED:
             worker.init_error = message[1]
             log.error("sandbox worker failed to start: %s", message[1])
@@ -212,16 +239,19 @@ class SandboxPool(Generic[A, S, T, R]):
                 future.set_exception(payload)
 
     def _reap(self) -> None:
-        """Kill workers past their deadline, replace dead ones; drop those that cannot start."""
+        """Kill workers past their deadline and replace dead ones. A replacement that fails to
+        start (or hangs starting) is tried again after a growing pause: its slot is never given
+        up, so a passing failure (a GPU still freeing the killed worker's memory) costs time,
+        not every later task."""
         now = time.monotonic()
         survivors: list[_Worker] = []
-        last_init_error: FameError | None = None
         for worker in self._workers:
-            timed_out = worker.task_id is not None and now >= worker.deadline
-            if worker.init_error is not None:
+            start_overdue = not worker.ready and now >= worker.started + self._start_timeout_s
+            if worker.init_error is not None or start_overdue:
                 _kill(worker)
-                last_init_error = worker.init_error
+                self._schedule_respawn(now, worker.init_error)
                 continue
+            timed_out = worker.task_id is not None and now >= worker.deadline
             if not (timed_out or not worker.process.is_alive()):
                 survivors.append(worker)
                 continue
@@ -229,11 +259,19 @@ class SandboxPool(Generic[A, S, T, R]):
             if worker.future is not None:
                 worker.future.set_exception(self._death_error(timed_out, worker))
             survivors.append(self._spawn())
-        self._workers = survivors
-        if not survivors:
-            self._fail_queue(
-                last_init_error or FameError("no worker left", code=ErrorCode.INTERNAL_ERROR)
-            )
+        due = [at for at in self._respawn_at if at <= now]
+        self._respawn_at = [at for at in self._respawn_at if at > now]
+        self._workers = survivors + [self._spawn() for _ in due]
+
+    def _schedule_respawn(self, now: float, error: FameError | None) -> None:
+        self._failed_starts += 1
+        delay_s = min(_RESPAWN_BASE_S * 2 ** (self._failed_starts - 1), _RESPAWN_MAX_S)
+        log.error(
+            "sandbox worker could not start (%s); trying again in %.0f s",
+            error or f"not ready within {self._start_timeout_s} s",
+            delay_s,
+        )
+        self._respawn_at.append(now + delay_s)
 
     def _death_error(self, timed_out: bool, worker: _Worker) -> PoisonError:
         if timed_out:
@@ -253,6 +291,13 @@ class SandboxPool(Generic[A, S, T, R]):
         for _, _, future in pending:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
+
+    def _fail_everything(self, error: FameError) -> None:
+        self._fail_queue(error)
+        for worker in self._workers:
+            _kill(worker)
+            if worker.future is not None and not worker.future.done():
+                worker.future.set_exception(error)
 
     def _shut_down(self) -> None:
         self._fail_queue(TransientError("front-end pool closed before the task ran"))
