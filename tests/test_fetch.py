@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fame.errors import FameError
+from fame.errors import FameError, PoisonError
 from fame.video.fetch import FetchPolicy, fetch
 from schemas.errors import ErrorCode
 
@@ -227,3 +230,51 @@ def test_file_uri_only_under_roots(tmp_path: Path) -> None:
 def test_policy_validation() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         FetchPolicy(max_bytes=0)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts the connection and says nothing: a TLS handshake that never completes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/video.mp4"
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+def test_a_handshake_that_never_finishes_hits_the_total_timeout(
+    silent_server: str, tmp_path: Path
+) -> None:
+    policy = FetchPolicy(
+        allowed_private_networks=("127.0.0.1/32",), total_timeout_s=1.0, connect_timeout_s=10.0
+    )
+    started = time.monotonic()
+    assert _code(silent_server, tmp_path, policy) == ErrorCode.FETCH_TIMEOUT
+    assert time.monotonic() - started < 3.0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_certificate_that_fails_verification_is_poison(tmp_path: Path) -> None:
+    """The same certificate fails again on every retry: dead-letter it, do not retry."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        uri = f"https://127.0.0.1:{httpd.server_address[1]}/video.mp4"
+        with pytest.raises(PoisonError) as info:
+            fetch(uri, tmp_path / "out", LOCAL)
+        assert info.value.code == ErrorCode.FETCH_FAILED and "certificate" in str(info.value)
+    finally:
+        httpd.shutdown()
