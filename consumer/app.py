@@ -133,6 +133,7 @@ class Service:
             retry=retry_policy(settings),
             window_stride=settings.window_stride,
             max_in_flight=settings.max_in_flight,
+            max_verdict_tracks=settings.max_verdict_tracks,
         )
         self.processor = Processor(
             self.source,
@@ -158,8 +159,13 @@ class Service:
         log.info("http server on port %d (/healthz /readyz /metrics)", self.health.port)
 
     def _alive(self) -> dict[str, bool]:
+        """A stuck run loop, or a front-end pool that cannot run tasks (no worker can start, or
+        its dispatcher failed): either way a restart is the cure."""
         loop_age_s = time.monotonic() - (self.processor.last_loop if self.processor else 0)
-        return {"run_loop": loop_age_s < 60}
+        return {
+            "run_loop": loop_age_s < 60,
+            "frontend_pool": self.frontend is None or self.frontend.healthy,
+        }
 
     def _ready(self) -> dict[str, bool]:
         return {

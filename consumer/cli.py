@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from consumer import logs
 from consumer.settings import Settings
@@ -97,7 +98,7 @@ def _valid_settings(args: argparse.Namespace) -> Settings | None:
     """The settings, or None after printing why they are invalid (exit status 2)."""
     try:
         return load_settings(args)
-    except ValidationError as error:
+    except (ValidationError, SettingsError) as error:
         print(f"invalid configuration:\n{error}", file=sys.stderr)
         return None
 
@@ -133,18 +134,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _kafka(settings: Settings) -> Service:
+    from kafka.errors import KafkaError
+
     from consumer.app import Service, retry_policy
     from consumer.backends.kafka import KafkaSink, KafkaSource, transactional_producer
     from consumer.publish import AckedPublisher, Publisher, TransactionalPublisher
     from consumer.store import RedisWindowStore
+    from fame.errors import TransientError
 
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    source = KafkaSource(settings)
     publisher: Publisher
-    if settings.exactly_once:
-        publisher = TransactionalPublisher(transactional_producer(settings), source.group_metadata)
-    else:
-        publisher = AckedPublisher(KafkaSink(settings), source, retry_policy(settings).delay_s)
+    try:
+        source = KafkaSource(settings)
+        if settings.exactly_once:
+            producer = transactional_producer(settings)
+            publisher = TransactionalPublisher(producer, source.group_metadata)
+        else:
+            publisher = AckedPublisher(KafkaSink(settings), source, retry_policy(settings).delay_s)
+    except KafkaError as error:  # a startup failure with the reason, not a traceback
+        raise TransientError(f"Kafka at {settings.kafka_bootstrap_servers}: {error!r}") from error
     return Service(
         settings=settings,
         source=source,

@@ -4,8 +4,12 @@
 the event's outcome (verdict, or dead letter) is acknowledged by the broker: the run loop commits
 the offset after that, never before. Failures follow the two exception families of `fame.errors`:
 `TransientError` (and broker/Redis hiccups) are retried with capped exponential backoff, then
-dead-lettered as ``retries_exhausted``; `PoisonError` is dead-lettered at once. Segments of one
-video are processed in delivery order (each waits for the previous one of the same video).
+dead-lettered as ``retries_exhausted``; `PoisonError` is dead-lettered at once; anything else
+that escapes is dead-lettered as ``internal_error`` (an event never stays in flight for good).
+Once shutdown passes its grace period, failing events are abandoned instead: they publish nothing
+(a `failed` verdict then would only say that this member stopped), and their offsets stay
+uncommitted for the next owner. Segments of one video are processed in delivery order (each waits
+for the previous one of the same video).
 The worker threads mostly wait (front-end processes, the engine's model thread, the broker), so
 the consumer's heartbeat thread is never starved of the GIL.
 """
@@ -18,16 +22,17 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import pydantic
 
+from consumer.backends.base import RecordRejected
 from consumer.messages import Message
 from consumer.metrics import Metrics
-from consumer.publish import Publisher, Record
+from consumer.publish import Abandoned, Publisher, Record
 from consumer.store import SEGMENT_RECORD, WindowStore
 from fame.attribution import ModelIdentity, build_verdict, fold_segment
 from fame.errors import FameError
@@ -37,6 +42,7 @@ from schemas import AttributionVerdict, DeadLetter, DeadLetterSource, ErrorInfo,
 from schemas.dead_letter import Stage
 from schemas.errors import ErrorCode
 from schemas.event import VideoEvent
+from schemas.verdict import REAL_LABEL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,45 +91,64 @@ class Pipeline:
         retry: RetryPolicy,
         window_stride: int,
         max_in_flight: int,
+        max_verdict_tracks: int = 256,
     ) -> None:
         self._publisher, self._topics, self._store = publisher, topics, store
         self._analyze, self._engine, self._model = analyze, engine, model
         self._metrics, self._retry, self._stride = metrics, retry, window_stride
+        self._max_tracks = max_verdict_tracks
         self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="fame-event")
         self._lock = threading.Lock()
         self._last_of_video: dict[str, Future[None]] = {}
+        self._running: set[Future[None]] = set()
         self._stopping = threading.Event()
 
     def submit(self, message: Message) -> Future[None]:
+        """Called from the run loop, which is also where partitions are forgotten: the epoch
+        taken here is the one the event was delivered in."""
         received = time.monotonic()
+        epoch = self._publisher.epoch(message.partition)
         try:
             event: VideoEvent | None = VideoEvent.model_validate_json(message.value)
         except pydantic.ValidationError as error:
             event = None
             failure = _parse_failure(error)
-        if event is None:
-            letter = self._dead_letter(message, None, failure)
-            self._metrics.dead_letters.labels(code=failure.code.value).inc()
-            self._metrics.events.labels(outcome="dead_letter").inc()
-            return self._executor.submit(self._publisher.publish, message, [letter])
         with self._lock:
-            previous = self._last_of_video.get(event.video_id)
-            future = self._executor.submit(self._run, message, event, previous, received)
-            self._last_of_video[event.video_id] = future
-        future.add_done_callback(functools.partial(self._forget_video, event.video_id))
+            if event is None:
+                letter = self._dead_letter(message, None, failure)
+                self._metrics.dead_letters.labels(code=failure.code.value).inc()
+                self._metrics.events.labels(outcome="dead_letter").inc()
+                future = self._executor.submit(self._publisher.publish, message, [letter], epoch)
+            else:
+                previous = self._last_of_video.get(event.video_id)
+                future = self._executor.submit(self._run, message, event, previous, received, epoch)
+                self._last_of_video[event.video_id] = future
+            self._running.add(future)
+        future.add_done_callback(functools.partial(self._forget, event.video_id if event else None))
         return future
 
-    def close(self, wait: bool = True) -> None:
-        """Stop retrying (in-flight retries give up) and join the workers when `wait`."""
-        if not wait:
+    def close(self, timeout_s: float) -> None:
+        """Let running events (also those of revoked partitions, which the run loop no longer
+        counts) finish for up to `timeout_s`, then abandon the rest: retries stop, blocked
+        publish calls give up, and they publish nothing. Never waits longer than that."""
+        with self._lock:
+            running = set(self._running)
+        _, late = wait(running, timeout=timeout_s)
+        if late:
+            log.warning("shutdown: abandoning %d running event(s)", len(late))
             self._stopping.set()
             self._publisher.abandon()
-        self._executor.shutdown(wait=wait, cancel_futures=not wait)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # One event -------------------------------------------------------------------------------
 
     def _run(
-        self, message: Message, event: VideoEvent, previous: Future[None] | None, received: float
+        self,
+        message: Message,
+        event: VideoEvent,
+        previous: Future[None] | None,
+        received: float,
+        epoch: int,
     ) -> None:
         if previous is not None:
             previous.exception()  # wait for the video's earlier segment, whatever its outcome
@@ -136,20 +161,49 @@ class Pipeline:
             },
         )
         try:
+            self._publish(message, self._outcome(message, event, logger), epoch)
+        except Abandoned:
+            raise
+        except RecordRejected as error:  # the outcome can never be produced: say so instead
+            logger.error("outcome rejected by the broker: %s", error.message)
+            self._give_up(message, event, _Failure(error.code, error.message, "produce", 1), epoch)
+        except Exception as error:
+            if self._stopping.is_set():
+                raise Abandoned(f"shutdown: {error}") from error
+            logger.exception("event failed unexpectedly")
+            failure = _Failure(ErrorCode.INTERNAL_ERROR, repr(error)[:4000], "internal", 1)
+            self._give_up(message, event, failure, epoch)
+        self._metrics.stage_seconds.labels(stage="total").observe(time.monotonic() - received)
+
+    def _outcome(
+        self, message: Message, event: VideoEvent, logger: logging.LoggerAdapter[logging.Logger]
+    ) -> list[Record]:
+        """The verdict (if any), or the failed verdict and the dead letter."""
+        try:
             records = self._with_retries(lambda: self._process(event, logger))
-            self._metrics.events.labels(outcome="verdict").inc()
         except _Failure as failure:
+            if self._stopping.is_set():  # shutdown may be the cause: leave it to the next owner
+                raise Abandoned(f"shutdown: {failure.message}") from failure
             logger.warning("event failed: %s (%s)", failure.message, failure.code.value)
-            records = [
+            self._metrics.dead_letters.labels(code=failure.code.value).inc()
+            self._metrics.events.labels(outcome="dead_letter").inc()
+            return [
                 *self._failed_verdict(event, failure),
                 self._dead_letter(message, event, failure),
             ]
-            self._metrics.dead_letters.labels(code=failure.code.value).inc()
-            self._metrics.events.labels(outcome="dead_letter").inc()
+        self._metrics.events.labels(outcome="verdict").inc()
+        return records
+
+    def _give_up(self, message: Message, event: VideoEvent, failure: _Failure, epoch: int) -> None:
+        """Only the dead letter: what went wrong may be the verdict itself. If even that cannot
+        be published, the error escapes and the offset stays uncommitted."""
+        self._metrics.dead_letters.labels(code=failure.code.value).inc()
+        self._publish(message, [self._dead_letter(message, event, failure)], epoch)
+
+    def _publish(self, message: Message, records: list[Record], epoch: int) -> None:
         started = time.perf_counter()
-        self._publisher.publish(message, records)
+        self._publisher.publish(message, records, epoch)
         self._metrics.stage_seconds.labels(stage="produce").observe(time.perf_counter() - started)
-        self._metrics.stage_seconds.labels(stage="total").observe(time.monotonic() - received)
 
     def _process(
         self, event: VideoEvent, logger: logging.LoggerAdapter[logging.Logger]
@@ -178,6 +232,13 @@ class Pipeline:
             verdict = build_verdict(
                 event.event_id, event.segment_index, state, self._model, timings
             )
+            if len(verdict.tracks) > self._max_tracks:
+                logger.warning(
+                    "%d tracks: the verdict keeps the %d most relevant",
+                    len(verdict.tracks),
+                    self._max_tracks,
+                )
+                verdict = top_tracks(verdict, self._max_tracks)
             record = verdict.model_dump_json().encode()
         started = time.perf_counter()
         stored = self._store.commit_segment(state, event.event_id, record, event.last_segment)
@@ -212,7 +273,9 @@ class Pipeline:
                 raise
             except Exception as error:  # broker or store hiccup: retried like a transient error
                 last = error
-            if attempt >= self._retry.max_attempts or self._stopping.is_set():
+            if self._stopping.is_set():
+                raise Abandoned(f"shutdown during retries: {last}") from last
+            if attempt >= self._retry.max_attempts:
                 raise _Failure(
                     ErrorCode.RETRIES_EXHAUSTED,
                     f"gave up after {attempt} attempts: {last}",
@@ -220,7 +283,7 @@ class Pipeline:
                     attempt,
                 ) from last
             log.info("transient failure (attempt %d): %s", attempt, last)
-            time.sleep(self._retry.delay_s(attempt))
+            self._stopping.wait(self._retry.delay_s(attempt))  # shutdown cuts the wait short
             attempt += 1
 
     # Outcomes --------------------------------------------------------------------------------
@@ -259,10 +322,20 @@ class Pipeline:
         )
         return Record(self._topics.dead_letters, message.key, letter.model_dump_json().encode())
 
-    def _forget_video(self, video_id: str, future: Future[None]) -> None:
+    def _forget(self, video_id: str | None, future: Future[None]) -> None:
         with self._lock:
-            if self._last_of_video.get(video_id) is future:
+            self._running.discard(future)
+            if video_id is not None and self._last_of_video.get(video_id) is future:
                 del self._last_of_video[video_id]
+
+
+def top_tracks(verdict: AttributionVerdict, limit: int) -> AttributionVerdict:
+    """Keeps the `limit` tracks most likely manipulated (then the longest), in track order, so
+    that a crowded video's verdict still fits a Kafka record; the video-level decision stays the
+    one made over every track."""
+    ranked = sorted(verdict.tracks, key=lambda t: (t.probabilities.get(REAL_LABEL, 0.0), -t.frames))
+    kept = sorted(ranked[:limit], key=lambda t: t.track_id)
+    return verdict.model_copy(update={"tracks": kept})
 
 
 def _parse_failure(error: pydantic.ValidationError) -> _Failure:

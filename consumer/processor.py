@@ -10,11 +10,13 @@
   abandoned (its outcome is recorded in Redis, so the new owner re-publishes instead of
   recomputing); on lost partitions nothing is committed.
 - Shutdown (`stop()`, SIGTERM): no new records; in-flight work drains for up to
-  `drain_timeout_s`, what finished is committed, the source is closed.
+  `drain_timeout_s` (work abandoned on a revoke included), what finished is committed, what did
+  not is abandoned without publishing anything, the source is closed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -26,7 +28,7 @@ from consumer.messages import Message, Partition
 from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Pipeline
-from consumer.publish import Publisher
+from consumer.publish import Abandoned, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class Processor:
         error = future.exception() if not future.cancelled() else None
         if future.cancelled() or error is not None:
             # Not acknowledged: leave the offset uncommitted so the event is redelivered.
-            log.error(
+            (log.info if isinstance(error, Abandoned) else log.error)(
                 "event at %s@%d not finished: %s",
                 message.partition,
                 message.offset,
@@ -159,7 +161,7 @@ class Processor:
         if left:
             log.warning("drain timeout: abandoning %d in-flight event(s)", left)
         self._maybe_commit(force=True)
-        self._pipeline.close(wait=left == 0)
+        self._pipeline.close(timeout_s=max(0.0, deadline - time.monotonic()))
         self._source.close()
 
     # Rebalance callbacks (run inside poll) ---------------------------------------------------
@@ -185,3 +187,6 @@ class Processor:
         self._publisher.forget(partitions)
         self._paused -= partitions
         self.assigned -= partitions
+        for partition in partitions:  # a lag series of a partition this member no longer reads
+            with contextlib.suppress(KeyError):
+                self._metrics.lag.remove(str(partition))

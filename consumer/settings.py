@@ -8,21 +8,27 @@ name in the message (pydantic-settings does that), never later inside a worker.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$")
 
 
 class Settings(BaseSettings):
     """All knobs of `fame-consumer run` (see its ``--help`` and docs/integration.md)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FAME_", env_file=None, extra="ignore", validate_default=True
+        env_prefix="FAME_",
+        env_file=None,
+        extra="ignore",
+        validate_default=True,
+        allow_inf_nan=False,  # FAME_RETRY_BASE_MS=inf would fail later, inside a worker
     )
 
     # Kafka
@@ -56,7 +62,9 @@ class Settings(BaseSettings):
         None, description="int8 encoder (default: the checkpoint's .int8.onnx sidecar, if any)"
     )
     detector_model: Path | None = Field(None, description="SCRFD .onnx or InsightFace pack dir")
-    file_roots: list[Path] = Field(default_factory=list, description="roots for file:// sources")
+    file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="roots for file:// sources (a path or a JSON list)"
+    )
     allow_private_addresses: bool = False
     max_video_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     sample_fps: float = Field(8.0, gt=0, le=60)
@@ -103,6 +111,14 @@ class Settings(BaseSettings):
         description="model precision: auto = bf16 on CUDA; on CPUs int8 where the checkpoint "
         "has an int8 encoder, else bf16 where native, else fp32",
     )
+    max_verdict_tracks: int = Field(
+        256,
+        ge=1,
+        le=1000,
+        description="tracks listed in a verdict: the most likely manipulated, then the longest "
+        "(the video's label still weighs every track); keeps a crowded video's verdict within "
+        "Kafka's 1 MiB record limit",
+    )
     max_attempts: int = Field(4, ge=1, le=20)
     retry_base_ms: float = Field(200.0, gt=0)
     retry_max_ms: float = Field(10_000.0, gt=0)
@@ -113,6 +129,23 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        servers = [server.strip() for server in value.split(",")]
+        bad = [server for server in servers if not _HOST_PORT.match(server)]
+        if bad:
+            raise ValueError(f"bootstrap servers must be host:port[,host:port], got {value!r}")
+        return ",".join(servers)
+
+    @field_validator(
+        "kafka_ssl_cafile", "checkpoint", "int8_encoder", "detector_model", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``FAME_CHECKPOINT=`` means no path, not the working directory (``Path("")``)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("file_roots", mode="before")
     @classmethod

@@ -48,7 +48,9 @@ def load_verdict_schema() -> dict[str, Any]:
 class VerdictFilter:
     """Validates raw records and remembers the last `max_remembered` verdict ids.
 
-    Only valid verdicts are remembered, so an invalid record never hides a later valid one.
+    Only valid verdicts are remembered, so an invalid record never hides a later valid one. A
+    verdict that is not `failed` replaces a remembered `failed` one with the same id (a replay or
+    redelivery that succeeded); never the other way round.
     """
 
     def __init__(self, schema: dict[str, Any], max_remembered: int = DEFAULT_MAX_REMEMBERED):
@@ -57,7 +59,7 @@ class VerdictFilter:
         validator_class = jsonschema.validators.validator_for(schema)
         validator_class.check_schema(schema)
         self._validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str, bool] = OrderedDict()  # verdict id -> it was `failed`
         self._max_remembered = max_remembered
 
     def check(self, raw: bytes) -> Outcome:
@@ -69,11 +71,12 @@ class VerdictFilter:
         if error is not None:
             where = "/".join(str(part) for part in error.absolute_path) or "<root>"
             return Outcome("invalid", reason=f"{where}: {error.message}")
-        verdict_id = verdict["verdict_id"]
+        verdict_id, failed = verdict["verdict_id"], verdict["status"] == "failed"
         if verdict_id in self._seen:
             self._seen.move_to_end(verdict_id)
-            return Outcome("duplicate", verdict=verdict)
-        self._seen[verdict_id] = None
+            if failed or not self._seen[verdict_id]:
+                return Outcome("duplicate", verdict=verdict)
+        self._seen[verdict_id] = failed
         if len(self._seen) > self._max_remembered:
             self._seen.popitem(last=False)
         return Outcome("new", verdict=verdict)

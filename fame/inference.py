@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from fame.checkpoint import CheckpointMeta
 from fame.data.clips import to_model_input
-from fame.errors import FameError
+from fame.errors import FameError, TransientError
 from fame.model import FAME
 from fame.precision import Precision
 from fame.quantize import select_precision
@@ -46,8 +46,16 @@ class _Request:
 BatchObserver = Callable[[str, int, float], None]  # (kind, items, seconds)
 
 
+class EngineClosedError(TransientError):
+    """The engine was closed before it ran the request: the caller gives up (another consumer
+    may process the event), rather than waiting for a model thread that is gone."""
+
+    code = ErrorCode.MODEL_ERROR
+
+
 class InferenceEngine:
-    """Thread-safe facade; `close()` stops the model thread after the queued work.
+    """Thread-safe facade; `close()` lets the running batch finish and fails every other
+    request, queued or submitted later, with `EngineClosedError`, so no caller waits forever.
 
     ``int8_encoder``: the checkpoint's int8 encoder file (`fame.quantize.find_int8_encoder`),
     used where the precision resolves to int8.
@@ -79,6 +87,8 @@ class InferenceEngine:
         self.int8_encoder_path = None if self._int8 is None else self._int8.path
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._closing = threading.Lock()  # orders `close` against `_submit`
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="fame-engine", daemon=True)
         self._thread.start()
 
@@ -112,14 +122,27 @@ class InferenceEngine:
         )
 
     def close(self) -> None:
-        self._queue.put(None)
+        with self._closing:
+            self._closed = True
+            while True:
+                try:
+                    request = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if request is not None:
+                    _closed(request)
+            self._queue.put(None)
         self._thread.join(timeout=30)
 
     # Model thread -----------------------------------------------------------------------------
 
     def _submit(self, kind: str, *payload: Any) -> Future[Any]:
         request = _Request(kind, int(payload[0].shape[0]), payload)
-        self._queue.put(request)
+        with self._closing:
+            if self._closed:
+                _closed(request)
+            else:
+                self._queue.put(request)
         return request.future
 
     def _run(self) -> None:
@@ -128,6 +151,9 @@ class InferenceEngine:
             first = pending.pop(0) if pending else self._queue.get()
             if first is None:
                 return
+            if self._closed:  # taken from the queue before `close` emptied it
+                _closed(first)
+                continue
             batch, limit = [first], self.max_frames if first.kind == "embed" else self.max_batch
             items = first.items
             deadline = time.monotonic() + self.max_wait_s
@@ -197,6 +223,10 @@ class InferenceEngine:
         attn = attention.float().cpu().numpy()
         sizes = [r.items for r in batch]
         return list(zip(_split(probs, sizes), _split(attn, sizes), strict=True))
+
+
+def _closed(request: _Request) -> None:
+    request.future.set_exception(EngineClosedError(f"inference engine closed: {request.kind}"))
 
 
 def _split(array: NDArray[Any], sizes: list[int]) -> list[NDArray[Any]]:

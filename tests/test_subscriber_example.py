@@ -46,6 +46,19 @@ def test_new_then_duplicate(subscriber: ModuleType) -> None:
     assert verdicts.check(_raw(_example("no_face"))).kind == "new"
 
 
+def test_a_real_verdict_replaces_a_failed_one_never_the_reverse(subscriber: ModuleType) -> None:
+    """docs/integration.md: a replay or redelivery that succeeds brings the real verdict under
+    the failed attempt's id."""
+    verdicts = subscriber.VerdictFilter(subscriber.load_verdict_schema())
+    failed = _example("failed")
+    real = {**_example("attributed"), "verdict_id": failed["verdict_id"]}
+    assert verdicts.check(_raw(failed)).kind == "new"
+    assert verdicts.check(_raw(failed)).kind == "duplicate"
+    assert verdicts.check(_raw(real)).kind == "new"
+    assert verdicts.check(_raw(failed)).kind == "duplicate"
+    assert verdicts.check(_raw(real)).kind == "duplicate"
+
+
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [

@@ -11,8 +11,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from consumer.messages import Message, Partition
+from fame.errors import PoisonError
 
 AssignmentCallback = Callable[[set[Partition]], None]
+
+
+class RecordRejected(PoisonError):
+    """The broker will never take this record (too large, invalid topic, not authorised):
+    retrying cannot help, so the event's outcome becomes a dead letter instead."""
 
 
 class Source(ABC):
@@ -70,7 +76,8 @@ class Sink(ABC):
     @abstractmethod
     def produce(self, topic: str, key: bytes | None, value: bytes) -> Future[None]:
         """Send one record; the future resolves once the broker has durably acknowledged it
-        (acks=all) and fails with the broker's error otherwise."""
+        (acks=all) and fails with the broker's error otherwise: `RecordRejected` when no retry
+        can ever succeed, anything else may be retried."""
 
     @abstractmethod
     def flush(self, timeout_s: float) -> None:

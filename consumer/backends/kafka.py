@@ -15,14 +15,28 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError
+from kafka.errors import (
+    AuthorizationError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 from kafka.structs import OffsetAndMetadata
 
-from consumer.backends.base import AssignmentCallback, Sink, Source
+from consumer.backends.base import AssignmentCallback, RecordRejected, Sink, Source
 from consumer.messages import Message, Partition
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Errors no retry of the same record can fix (kafka-python raises the size one from `send`).
+NEVER_ACCEPTED = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    AuthorizationError,
+)
 
 
 def _to_partitions(tps: Any) -> set[Partition]:
@@ -158,10 +172,10 @@ class KafkaSink(Sink):
         try:
             sent = self._producer.send(topic, key=key, value=value)
         except Exception as error:  # surfaced through the future like an async failure
-            result.set_exception(error)
+            result.set_exception(_typed(error, topic))
             return result
         sent.add_callback(lambda _metadata: result.set_result(None))
-        sent.add_errback(lambda error: result.set_exception(error))
+        sent.add_errback(lambda error: result.set_exception(_typed(error, topic)))
         return result
 
     def flush(self, timeout_s: float) -> None:
@@ -169,6 +183,15 @@ class KafkaSink(Sink):
 
     def close(self) -> None:
         self._producer.close()
+
+
+def _typed(error: BaseException, topic: str) -> BaseException:
+    """`RecordRejected` for what the broker will never accept; other errors stay retryable."""
+    if not isinstance(error, NEVER_ACCEPTED):
+        return error
+    rejected = RecordRejected(f"{topic} will not accept the record: {error}")
+    rejected.__cause__ = error
+    return rejected
 
 
 def transactional_producer(settings: Settings) -> KafkaProducer:

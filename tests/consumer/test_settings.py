@@ -59,6 +59,12 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
         ({"FAME_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "FAME_KAFKA_SASL_MECHANISM"),
         ({"FAME_VERDICTS_TOPIC": "fame.video-events"}, "three different topics"),
         ({"FAME_RETRY_BASE_MS": "500", "FAME_RETRY_MAX_MS": "100"}, "FAME_RETRY_MAX_MS"),
+        ({"FAME_RETRY_BASE_MS": "inf", "FAME_RETRY_MAX_MS": "inf"}, "retry_base_ms"),
+        ({"FAME_DRAIN_TIMEOUT_S": "nan"}, "drain_timeout_s"),
+        ({"FAME_KAFKA_BOOTSTRAP_SERVERS": ""}, "bootstrap servers"),
+        ({"FAME_KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9092,kafka-1"}, "bootstrap servers"),
+        ({"FAME_FILE_ROOTS": '["/data"'}, "file_roots"),
+        ({"FAME_MAX_VERDICT_TRACKS": "0"}, "max_verdict_tracks"),
     ],
 )
 def test_invalid_configuration_names_the_problem(
@@ -68,6 +74,39 @@ def test_invalid_configuration_names_the_problem(
         monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError, match=message):
         Settings()
+
+
+def test_file_roots_take_a_plain_path_and_empty_values_mean_unset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAME_FILE_ROOTS", "/data")
+    monkeypatch.setenv("FAME_KAFKA_SSL_CAFILE", "")
+    monkeypatch.setenv("FAME_CHECKPOINT", " ")
+    monkeypatch.setenv("FAME_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9092, [::1]:9093")
+    settings = Settings()
+    assert settings.file_roots == [Path("/data")]
+    assert settings.kafka_ssl_cafile is None and settings.checkpoint is None
+    assert "ssl_cafile" not in settings.kafka_client_options()
+    assert settings.kafka_client_options()["bootstrap_servers"] == ["kafka-0:9092", "[::1]:9093"]
+    monkeypatch.setenv("FAME_FILE_ROOTS", "")
+    assert Settings().file_roots == []
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"FAME_FILE_ROOTS": '["/data"'},
+        {"FAME_KAFKA_BOOTSTRAP_SERVERS": ""},
+        {"FAME_RETRY_BASE_MS": "inf"},
+    ],
+)
+def test_check_config_reports_bad_values_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["check-config"]) == 2
+    assert capsys.readouterr().err.startswith("invalid configuration:")
 
 
 def test_sasl_password_is_masked_in_check_config(

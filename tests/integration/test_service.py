@@ -289,3 +289,37 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_sigterm_past_the_drain_timeout_exits_and_publishes_no_false_failure(
+    kafka_bootstrap: str,
+    redis_url: str,
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+) -> None:
+    """Events still running when the drain times out are abandoned: no `failed` verdict (it
+    would share the real verdict's id) and no dead letter; the next member finishes them."""
+    topics = Topics.fresh(kafka_bootstrap)
+    events = [event(shared / "data" / "faces" / name) for name in FACE_VIDEOS]
+    ids = {e["event_id"] for e in events}
+    env = consumer_env(
+        kafka_bootstrap,
+        redis_url,
+        topics,
+        tiny_checkpoint,
+        detector,
+        [shared / "data"],
+        FAME_DRAIN_TIMEOUT_S="0",
+    )
+    first = ConsumerProcess(env, tmp_path / "first.log").start()
+    first.wait_for_log(r"assigned", timeout_s=90)
+    produce(kafka_bootstrap, topics.events, keyed(events))
+    first.wait_for_log(r"detector runs on", timeout_s=120)  # the front end has the first video
+    assert first.terminate(timeout_s=60) == 0, "exits promptly, no hang until SIGKILL"
+    final = ConsumerProcess(env, tmp_path / "final.log").start()
+    verdicts = read_all(kafka_bootstrap, topics.verdicts, covering(ids), timeout_s=300)
+    assert final.terminate() == 0
+    assert [json.loads(v)["status"] for v in verdicts] == ["attributed"] * len(verdicts)
+    assert read_all(kafka_bootstrap, topics.dlq, at_least(1), timeout_s=2) == []
