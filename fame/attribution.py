@@ -19,7 +19,7 @@ from fame.aggregate import decide_video
 from fame.checkpoint import CheckpointMeta
 from fame.faces.frontend import FaceTrack, FrontEndResult
 from fame.inference import InferenceEngine
-from fame.windows import TrackState, VideoState, link_tracks, plan_windows
+from fame.windows import TrackState, VideoState, kept_from, link_tracks, plan_windows
 from schemas import AttributionVerdict, ModelInfo, SalientFrame, TrackResult, make_verdict_id
 
 VERDICT_SALIENT_FRAMES = 5
@@ -135,8 +135,7 @@ def _score_windows(track: TrackState, engine: InferenceEngine, stride: int, fina
                 track.tail_frames[span],
                 track.tail_times[span],
             )
-    # Keep the last T-1 frames: enough for every later window, including the final tail window.
-    keep_from = (track.positions if final else max(base, track.positions - clip_len + 1)) - base
+    keep_from = max(base, kept_from(track.positions, clip_len, final)) - base
     track.tail = track.tail[keep_from:]
     track.tail_frames = track.tail_frames[keep_from:]
     track.tail_times = track.tail_times[keep_from:]

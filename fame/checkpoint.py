@@ -137,8 +137,22 @@ def _read(path: str | Path) -> tuple[dict[str, Any], CheckpointMeta]:
         raise FameError(f"cannot read checkpoint {path}: {e}", code=ErrorCode.MODEL_ERROR) from e
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise FameError(f"{path} is not a {CHECKPOINT_FORMAT} file", code=ErrorCode.MODEL_ERROR)
-    meta = CheckpointMeta(**{**payload["meta"], "sha256": file_sha256(path)})
+    try:
+        meta = CheckpointMeta(**{**payload["meta"], "sha256": file_sha256(path)})
+        _check_meta(meta)
+    except (TypeError, ValueError, KeyError) as e:
+        raise FameError(f"{path}: bad metadata: {e}", code=ErrorCode.MODEL_ERROR) from e
     return payload, meta
+
+
+def _check_meta(meta: CheckpointMeta) -> None:
+    """What would otherwise pass loading and fail on every video: a class list that does not
+    match the head, or duplicate class names."""
+    outputs = meta.fame_config.num_classes
+    if len(meta.classes) != outputs:
+        raise ValueError(f"{len(meta.classes)} class names for a head of {outputs} outputs")
+    if len(set(meta.classes)) != len(meta.classes):
+        raise ValueError(f"duplicate class names in {meta.classes}")
 
 
 def load_checkpoint(
@@ -148,6 +162,11 @@ def load_checkpoint(
     payload, meta = _read(path)
     model = FAME(dataclasses.replace(meta.fame_config, pretrained=None))
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # weights of another architecture than the config says
+        raise FameError(
+            f"{path}: weights do not fit its config: {e}", code=ErrorCode.MODEL_ERROR
+        ) from e
     model.init_source = meta.init_source
     return model.to(device).eval(), meta

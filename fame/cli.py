@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from fame.errors import FameError
+
 # One line per subcommand module, in the order `--help` lists them.
 COMMANDS: tuple[str, ...] = (
     "info",
@@ -41,8 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 on success, 1 where a command says its check failed (e.g. export parity), 2 on a
+    usage or input error: a missing file, a bad value, a model that cannot load."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (FameError, FileNotFoundError, ValueError) as error:
+        print(f"fame {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

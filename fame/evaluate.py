@@ -29,6 +29,7 @@ from fame.errors import ModelMissingError
 from fame.model import FAME
 from fame.precision import Precision, resolve_precision
 from fame.quantize import Int8Encoder
+from fame.windows import window_stride
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,7 @@ def predict_windows(
 
 
 def _window_stride(model: FAME, stride: int | None) -> int:
-    """The windows' stride in frames: as given, else half a clip."""
-    return stride or max(1, model.config.clip_len // 2)
+    return window_stride(model.config.clip_len, stride)
 
 
 def _predict_records(

@@ -38,6 +38,7 @@ from fame.data.clips import (
 )
 from fame.evaluate import classification_report, predict_windows
 from fame.model import FAME, create_model
+from fame.windows import window_stride
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Trainer:
         self.train_set = RandomWindowClips(
             self.splits["train"], store, self.classes, clip_len, seed=config.seed
         )
-        stride = config.eval_stride or max(1, clip_len // 2)
+        stride = window_stride(clip_len, config.eval_stride)
         self.val_set = SlidingWindowClips(self.splits["val"], store, self.classes, clip_len, stride)
         self.clips_per_epoch = config.clips_per_epoch or len(self.train_set)
         steps_per_epoch = math.ceil(self.clips_per_epoch / config.batch_size)

@@ -1,9 +1,9 @@
 """Sliding-window state of one video, carried across the segments that deliver it.
 
 A long or live video arrives as several events (segment 0..n). Each face track keeps, between
-segments, only what the next window needs: the per-frame embeddings (float16) of the frames not
-yet covered by a full window (at most T-1), plus running evidence (sum of window probabilities,
-window count, the most salient frames). Tracks of a new segment are linked to the previous
+segments, only what the next window needs: the per-frame embeddings (float16) of its last T-1
+frames (`kept_from`), plus running evidence (sum of window probabilities, window count, the most
+salient frames). Tracks of a new segment are linked to the previous
 segment's tracks by box overlap. Everything here is pure and serialisable; the service persists
 it between segments (Redis, or memory in the embedded mode).
 """
@@ -134,6 +134,28 @@ def link_tracks(state: VideoState, first_boxes: list[NDArray[np.float32]]) -> li
             state.next_track_id += 1
         ids.append(assigned[new])
     return ids
+
+
+def kept_from(positions: int, clip_len: int, final: bool) -> int:
+    """The first frame position a track keeps once its windows are scored: the last T-1 frames,
+    every frame of every later full window (those start after ``positions - T``). The final tail
+    window ends at the last frame and spans T frames; when the last segment brings the track no
+    frame it would start at ``positions - T``, one frame before what is kept, and is scored on
+    the T-1 frames kept (masked). One more frame per track measured 29.7 instead of 25.7 KiB of
+    Redis per track (docs/service.md), for one context frame of one window in that case. A
+    closed track keeps nothing."""
+    return positions if final else max(0, positions - clip_len + 1)
+
+
+def window_stride(clip_len: int, stride: int | None) -> int:
+    """The windows' stride in frames: as given, else half a clip. A stride beyond the clip length
+    would leave frames between windows unscored, so it is refused (as the service refuses
+    ``FAME_WINDOW_STRIDE``), before anything is loaded or run."""
+    if stride is None:
+        return max(1, clip_len // 2)
+    if not 1 <= stride <= clip_len:
+        raise ValueError(f"stride must be in 1..{clip_len} (the clip length), got {stride}")
+    return stride
 
 
 def plan_windows(

@@ -74,3 +74,31 @@ def test_attribute_with_a_front_end_speed_lever(
     assert verdict["tracks"][0]["frames"] == 32  # every sampled frame still has its face
     with pytest.raises(SystemExit):
         main([*common, option, bad])
+
+
+def test_usage_errors_exit_2_with_a_message_not_a_traceback(
+    shared: Path,
+    tiny_checkpoint: Path,
+    detector: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    common = ["--checkpoint", str(tiny_checkpoint), "--detector", str(detector)]
+    assert main(["attribute", str(carphone), *common, "--stride", "99"]) == 2
+    assert "stride must be in 1.." in capsys.readouterr().err
+    missing = tmp_path / "no-cache"
+    report = tmp_path / "r.json"
+    code = main(
+        [
+            "evaluate",
+            "--cache",
+            str(missing),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--report",
+            str(report),
+        ]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.startswith("fame evaluate: error:")

@@ -83,8 +83,11 @@ def test_fakeavceleb_handles_the_shifted_header(tmp_path: Path) -> None:
         "FakeAVCeleb/RealVideo-RealAudio/African/men/id00076\n"
         "id00166,id00173,-,fsgan-wav2lip,D,FakeVideo-FakeAudio,Asian,women,00053_id00173.mp4,"
         "FakeAVCeleb/FakeVideo-FakeAudio/Asian/women/id00166\n"
+        "id00076,id00076,-,rtvc,B,RealVideo-FakeAudio,African,men,00109_fake.mp4,"
+        "FakeAVCeleb/RealVideo-FakeAudio/African/men/id00076\n"
     )
-    real, fake = adapters.fakeavceleb(root)
+    real, fake, cloned_voice = adapters.fakeavceleb(root)
+    assert cloned_voice.label == "real"  # real frames, fake audio: FAME sees frames only
     assert real.label == "real" and real.identities == ("id00076",)
     assert real.path == root / "RealVideo-RealAudio/African/men/id00076/00109.mp4"
     assert fake.label == "fsgan-wav2lip" and fake.identities == ("id00166", "id00173")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -67,3 +68,25 @@ def test_missing_and_foreign_files(tmp_path: Path) -> None:
 def test_class_list_must_match_the_head(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="class names"):
         build_meta(create_model("fame_tiny", 3), "fame_tiny", ["a", "b"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda payload: payload["meta"].update(classes=["a", "real"]), "class names"),
+        (lambda payload: payload["meta"].update(classes=["a", "a", "real"]), "duplicate"),
+        (lambda payload: payload["meta"].update(surprise=1), "surprise"),
+        (lambda payload: payload["meta"]["config"].update(lstm_hidden=7), "weights do not fit"),
+    ],
+)
+def test_a_checkpoint_that_cannot_work_fails_at_load(
+    tmp_path: Path, edit: Any, reason: str
+) -> None:
+    """Not at the first video: the service must not start with it."""
+    _, path, _ = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+    with pytest.raises(FameError, match=reason) as info:
+        load_checkpoint(path)
+    assert info.value.code == ErrorCode.MODEL_ERROR

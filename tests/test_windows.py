@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fame.windows import TrackState, VideoState, link_tracks, plan_windows
+from fame.windows import TrackState, VideoState, kept_from, link_tracks, plan_windows
 
 
 def _windows_over_segments(sizes: list[int], clip: int, stride: int) -> list[tuple[int, int]]:
@@ -31,6 +31,37 @@ def test_segmented_windows_equal_unsegmented(sizes: list[int], clip: int, stride
     assert _windows_over_segments(sizes, clip, stride) == _windows_over_segments(
         [sum(sizes)], clip, stride
     )
+
+
+@given(
+    st.lists(st.integers(0, 40), min_size=1, max_size=5).filter(lambda sizes: sizes[0] > 0),
+    st.integers(1, 16),
+    st.integers(1, 16),
+)
+def test_every_window_finds_its_frames_in_the_kept_tail(
+    sizes: list[int], clip: int, stride: int
+) -> None:
+    """What a track keeps between segments (`kept_from`) holds every frame of every later full
+    window, also across segments that bring the track no frame; only the final tail window may
+    start one frame earlier (when the last segment brought the track none), and then it is
+    scored on the T-1 frames kept."""
+    stride = min(stride, clip)
+    positions, start, has, kept = 0, 0, False, 0
+    for i, size in enumerate(sizes):
+        final = i == len(sizes) - 1
+        positions += size
+        windows, start = plan_windows(positions, start, clip, stride, final, has)
+        for first, end in windows:
+            tail_window = final and end == positions and end - first == clip
+            assert first >= kept - (1 if tail_window and size == 0 else 0), (windows, kept)
+        has = has or bool(windows)
+        kept = max(kept, kept_from(positions, clip, final))
+
+
+def test_a_last_segment_without_frames_gets_a_tail_window_of_the_frames_kept() -> None:
+    """T=4, stride 4, segments of 4, 3 and 0 frames: the tail window (3, 7) finds frames 4-6."""
+    assert kept_from(7, 4, final=False) == 4
+    assert plan_windows(7, 4, 4, 4, final=True, has_windows=True) == ([(3, 7)], 4)
 
 
 @given(st.integers(1, 200), st.integers(1, 16), st.integers(1, 16))

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from fame.quantize import find_int8_encoder
     from fame.video.decode import SamplingPolicy
     from fame.video.fetch import FetchPolicy
-    from fame.windows import VideoState
+    from fame.windows import VideoState, window_stride
     from schemas import AttributionVerdict, ErrorInfo, make_verdict_id
     from schemas.fields import to_safe_id
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     identity = ModelIdentity.from_meta(meta)
-    stride = args.stride or max(1, meta.clip_len // 2)
+    stride = window_stride(meta.clip_len, args.stride)
     roots = tuple({video.resolve().parent for video in args.videos})
     frontend = FrontEnd(
         FrontEndConfig(

@@ -126,7 +126,9 @@ def ffpp(root: str | Path, compression: str = "c23") -> list[LabelledVideo]:
 
 def fakeavceleb(root: str | Path) -> list[LabelledVideo]:
     """FakeAVCeleb ``meta_data.csv``: its header is one column short of its rows (``path``
-    labels the file name; the directory sits in an unnamed last column). Label = ``method``."""
+    labels the file name; the directory sits in an unnamed last column). Label = ``method``,
+    except that a ``RealVideo-FakeAudio`` row (real footage, cloned voice; ``method`` rtvc) is
+    ``real``: FAME sees frames only, and the same frames must not carry two labels."""
     root = Path(root)
     meta = root / "meta_data.csv"
     if not meta.is_file():
@@ -152,7 +154,9 @@ def fakeavceleb(root: str | Path) -> list[LabelledVideo]:
             )
         )
         path = _fakeavceleb_path(root, row[-1].strip(), row[columns["path"]].strip())
-        videos.append(LabelledVideo(path, row[columns["method"]].strip().lower(), ids))
+        kind = row[columns["type"]].strip() if "type" in columns else ""
+        label = "real" if kind.startswith("RealVideo-") else row[columns["method"]].strip().lower()
+        videos.append(LabelledVideo(path, label, ids))
     return videos
 
 
