@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import textwrap
 import threading
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -111,11 +113,28 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exit_on_sigterm() -> None:
+    """Until `Service.run` installs its draining handler, SIGTERM ends the process at once.
+
+    In a container the service is PID 1, and the kernel drops every signal PID 1 has no handler
+    for: without this, a pod deleted while it loads torch and the models would wait out its whole
+    grace period before the SIGKILL.
+    """
+
+    def _exit(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d during startup: exiting", signum)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
+
+
 def _run(args: argparse.Namespace) -> int:
     settings = _valid_settings(args)
     if settings is None:
         return 2
     logs.configure(settings.log_level)
+    _exit_on_sigterm()  # before the slow imports (torch) and model loading
     from fame.errors import FameError
 
     try:

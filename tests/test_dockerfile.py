@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import select
+import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -162,3 +167,65 @@ def test_local_compose_runs_the_image_like_the_chart() -> None:
     for service in services.values():
         image = service.get("image", "")
         assert not image.endswith(":latest")
+
+
+# The lowest Linux driver each CUDA major version runs on (NVIDIA's CUDA release notes).
+MIN_DRIVER_FOR_CUDA = {12: 525, 13: 580}
+
+
+def _prose(path: str) -> str:
+    """A file's text with comment marks and line breaks folded into single spaces."""
+    return " ".join(re.sub(r"^\s*#", "", line).strip() for line in (REPO_ROOT / path).open())
+
+
+def test_chart_and_docs_state_the_driver_the_base_image_needs(dockerfile: Dockerfile) -> None:
+    found = re.search(r"nvidia/cuda:(\d+)\.", dockerfile.final.base)
+    assert found
+    cuda_major = int(found.group(1))
+    requirement = f"NVIDIA driver >= {MIN_DRIVER_FOR_CUDA[cuda_major]}"
+    values = _prose("deploy/helm/fame-consumer/values.yaml")
+    assert f"CUDA {cuda_major}" in values and requirement in values
+    assert requirement in _prose("docs/service.md")
+
+
+# The service's startup with the slow part (importing torch, loading the models) replaced by a
+# sleep. SIGTERM is ignored first: in a container the service is PID 1, and the kernel drops a
+# signal PID 1 has not installed a handler for, exactly as if it were ignored.
+SLOW_STARTUP = """
+import signal, sys, time
+import consumer.cli as cli
+
+def slow_startup(settings):
+    print("starting", flush=True)
+    time.sleep(60)
+    raise AssertionError("SIGTERM did not end the startup")
+
+cli._kafka = slow_startup
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+sys.exit(cli.main(["run"]))
+"""
+
+
+def test_sigterm_during_startup_ends_pid_1_promptly() -> None:
+    """Deleting a pod that is still loading its models must not wait out the grace period."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAME_")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_STARTUP],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        output: list[str] = []
+        while not output or output[-1] != "starting\n":
+            ready, _, _ = select.select([process.stdout], [], [], 30)
+            assert ready and process.poll() is None, "".join(output)
+            output.append(process.stdout.readline())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()

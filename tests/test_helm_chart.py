@@ -6,14 +6,21 @@ import copy
 import json
 import os
 import re
+import shlex
+import typing
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from consumer.settings import Settings
 from tests.deploy_support import helm_render
 from tests.deploy_support.helm_render import HelmError, Rendering
+
+VALUES = yaml.safe_load((helm_render.CHART_DIR / "values.yaml").read_text())
+SCHEMA = json.loads((helm_render.CHART_DIR / "values.schema.json").read_text())
 
 NETWORK_EGRESS = {
     "kafka": {"cidrs": ["10.20.0.0/16"], "ports": [9092, 9093]},
@@ -38,7 +45,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         }
     },
-    "cpuOnly": {"gpu": {"count": 0}, "tolerations": []},
+    "cpuOnly": {
+        "gpu": {"count": 0},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml"}],
+    },
     "saslTls": {
         "kafka": {
             "securityProtocol": "SASL_SSL",
@@ -57,6 +67,20 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "consumer": {"fileRoots": ["/data/videos"]},
         "extraVolumes": [{"name": "videos", "persistentVolumeClaim": {"claimName": "videos"}}],
         "extraVolumeMounts": [{"name": "videos", "mountPath": "/data/videos", "readOnly": True}],
+    },
+    "tuned": {
+        "consumer": {
+            "workerMemoryLimitMb": 3072,
+            "taskTimeoutSeconds": 45.5,
+            "maxVideoBytes": 2 * 1024**3,
+            "maxWaitMs": 2.5,
+        },
+        "extraEnv": [
+            {"name": "FAME_HTTP_HOST", "value": "::"},
+            {"name": "FAME_SAMPLE_FPS", "value": "4"},
+        ],
+        "probes": {"startup": {"initialDelaySeconds": 20, "timeoutSeconds": 5}},
+        "tmp": {"sizeLimit": "6Gi"},
     },
 }
 
@@ -143,8 +167,26 @@ def test_gpu_limit_follows_gpu_count(rendered: dict[str, Rendering]) -> None:
     limits = _container(rendered["defaults"])["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == 1
     assert "nvidia.com/gpu" not in _container(rendered["cpuOnly"])["resources"]["limits"]
-    four = _container(helm_render.render({"gpu": {"count": 4}}))
-    assert four["resources"]["limits"]["nvidia.com/gpu"] == 4
+
+
+def _env(rendering: Rendering) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in _container(rendering).get("env", [])}
+
+
+def test_cpu_only_pod_neither_sees_nor_tolerates_gpus(rendered: dict[str, Rendering]) -> None:
+    """The CUDA image asks for every GPU (NVIDIA_VISIBLE_DEVICES=all); where nvidia is the
+    node's default runtime, a pod without a GPU limit would get them all."""
+    cpu_only = rendered["cpuOnly"]
+    assert _env(cpu_only)["NVIDIA_VISIBLE_DEVICES"] == {
+        "name": "NVIDIA_VISIBLE_DEVICES",
+        "value": "void",
+    }
+    assert _pod_spec(cpu_only)["tolerations"] == SCENARIOS["cpuOnly"]["tolerations"]
+    gpu = rendered["defaults"]
+    assert "NVIDIA_VISIBLE_DEVICES" not in _env(gpu)  # the device plugin sets it
+    assert _pod_spec(gpu)["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
 
 
 def test_probes_hit_health_and_readiness(rendered: dict[str, Rendering]) -> None:
@@ -153,6 +195,18 @@ def test_probes_hit_health_and_readiness(rendered: dict[str, Rendering]) -> None
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+
+
+def test_every_probe_field_the_schema_accepts_is_rendered() -> None:
+    fields = sorted(SCHEMA["definitions"]["probe"]["properties"])
+    probes = {
+        probe: {field: 10 * number + offset for offset, field in enumerate(fields, start=1)}
+        for number, probe in enumerate(["startup", "liveness", "readiness"], start=1)
+    }
+    container = _container(helm_render.render({"probes": probes}))
+    for probe, timing in probes.items():
+        rendered_probe = container[f"{probe}Probe"]
+        assert {field: rendered_probe.get(field) for field in fields} == timing, probe
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -281,14 +335,32 @@ def test_model_volume_from_pvc_is_read_only(rendered: dict[str, Rendering]) -> N
     assert mounts["models"]["readOnly"] is True
 
 
-def test_model_volume_from_init_container(rendered: dict[str, Rendering]) -> None:
-    pod = _pod_spec(rendered["initContainerModels"])
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@pytest.mark.parametrize("source_path", [VALUES["models"]["initContainer"]["sourcePath"], "/srv/m"])
+def test_model_volume_from_init_container(source_path: str) -> None:
+    """The copy reads the model image's own files and writes into the (empty) models volume,
+    which therefore must not be mounted over them; the consumer mounts what was written."""
+    values = copy.deepcopy(SCENARIOS["initContainerModels"])
+    values["models"]["initContainer"]["sourcePath"] = source_path
+    pod = _pod_spec(helm_render.render(values))
     (init,) = pod["initContainers"]
     assert init["image"] == "registry.example/fame-models:2026.11.1"
-    assert init["command"][-1] == "cp -R /models/. /models/"
     assert init["envFrom"] == [{"secretRef": {"name": "model-store-credentials"}}]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes["models"]
+    shell, flag, script = init["command"]
+    assert (shell, flag) == ("sh", "-c")
+    cp, recursive, source, destination = shlex.split(script)
+    assert (cp, recursive) == ("cp", "-R")
+    volume_in_init = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}["models"]
+    assert source == f"{source_path}/."
+    assert destination.rstrip("/") == volume_in_init
+    assert not _within(source_path, volume_in_init) and not _within(volume_in_init, source_path)
+    consumer = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert consumer["models"] == VALUES["models"]["mountPath"]
 
 
 def test_keda_scales_on_consumer_group_lag(rendered: dict[str, Rendering]) -> None:
@@ -351,7 +423,7 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
     "gpu negative": (_with("gpu.count", -1), "minimum"),
     "gpu fractional": (_with("gpu.count", 1.5), "integer"),
     "gpu word": (_with("gpu.count", "two"), "integer"),
-    "gpu too many": (_with("gpu.count", 9), "maximum"),
+    "gpu more than the service uses": (_with("gpu.count", 2), "maximum"),
     "sasl password literal": (_with("kafka.saslPassword", "hunter2"), "saslPassword"),
     "redis password literal": (_with("redis.password", "hunter2"), "password"),
     "token at top level": (_with("token", "abc"), "token"),
@@ -361,9 +433,54 @@ REJECTED: dict[str, tuple[dict[str, Any], str]] = {
         "keda.maxReplicaCount (13) must not exceed kafka.partitions (12)",
     ),
     "hpa beyond partitions": (
-        _with("autoscaling.maxReplicas", 24),
+        {"autoscaling": {"enabled": True, "maxReplicas": 24}},
         "autoscaling.maxReplicas (24) must not exceed kafka.partitions (12)",
     ),
+    "replicas beyond partitions": (
+        {"kafka": {"partitions": 3}, "replicaCount": 4},
+        "replicaCount (4) must not exceed kafka.partitions (3)",
+    ),
+    "keda beyond fewer partitions": (
+        {"kafka": {"partitions": 3}, "keda": {"enabled": True}},
+        "keda.maxReplicaCount (4) must not exceed kafka.partitions (3)",
+    ),
+    "hpa beyond fewer partitions": (
+        {"kafka": {"partitions": 3}, "autoscaling": {"enabled": True}},
+        "autoscaling.maxReplicas (4) must not exceed kafka.partitions (3)",
+    ),
+    "verdicts on the events topic": (
+        _with("kafka.topics.verdicts", "fame.video-events"),
+        "must be three different topics",
+    ),
+    "dead letters on the verdicts topic": (
+        _with("kafka.topics.deadLetters", "fame.verdicts"),
+        "must be three different topics",
+    ),
+    "extraEnv overriding a chart value": (
+        _with("extraEnv", [{"name": "FAME_MAX_BATCH", "value": "9999"}]),
+        "extraEnv: FAME_MAX_BATCH is set by the chart",
+    ),
+    "extraEnv overriding a conditional chart value": (
+        _with("extraEnv", [{"name": "FAME_WORKER_MEMORY_LIMIT_MB", "value": "1024"}]),
+        "extraEnv: FAME_WORKER_MEMORY_LIMIT_MB is set by the chart",
+    ),
+    "extraEnv listing a name twice": (
+        _with("extraEnv", [{"name": "FAME_HTTP_HOST", "value": h} for h in ("::", "0.0.0.0")]),
+        "extraEnv: FAME_HTTP_HOST is listed twice",
+    ),
+    "extraEnv not a service setting": (
+        _with("extraEnv", [{"name": "LD_PRELOAD", "value": "/tmp/x.so"}]),
+        "/extraEnv/0/name",
+    ),
+    "extraEnv credential literal": (
+        _with("extraEnv", [{"name": "FAME_REDIS_PASSWORD", "value": "hunter2"}]),
+        "/extraEnv/0/name",
+    ),
+    "extraEnv secret ref": (
+        _with("extraEnv", [{"name": "FAME_X", "valueFrom": {"secretKeyRef": {}}}]),
+        "valueFrom",
+    ),
+    "cpu request in other units": (_with("resources.requests.cpu", "2Gi"), "resources cpu"),
     "keda and hpa together": (
         {"keda": {"enabled": True}, "autoscaling": {"enabled": True}},
         "mutually exclusive",
@@ -408,18 +525,13 @@ def test_helm_lint_strict_finds_nothing_above_info() -> None:
     assert [m for m in report["messages"] if m["severity"] > 1] == []
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "saslTls", "everything"])
-def test_chart_environment_is_a_valid_service_configuration(
-    rendered: dict[str, Rendering], scenario: str
-) -> None:
-    """Every FAME_* variable the chart sets is a real setting and the whole set validates, so
-    a pod never crash-loops on configuration the chart itself wrote."""
-    from consumer.settings import Settings
-
-    env = dict(rendered[scenario].one("ConfigMap")["data"])
-    for item in _container(rendered[scenario]).get("env", []):
+def _service_settings(rendering: Rendering) -> Settings:
+    """The settings a pod of this rendering starts with (pydantic raises where it would not)."""
+    env = dict(rendering.one("ConfigMap")["data"])
+    for item in _container(rendering).get("env", []):
         if item["name"].startswith("FAME_"):
-            env[item["name"]] = "from-secret"  # value comes from a Secret at run time
+            # a literal value, or one that comes from a Secret at run time
+            env[item["name"]] = item.get("value", "from-secret")
     known = {f"FAME_{name.upper()}" for name in Settings.model_fields}
     assert set(env) <= known, f"unknown settings: {sorted(set(env) - known)}"
     with pytest.MonkeyPatch.context() as patch:
@@ -427,5 +539,265 @@ def test_chart_environment_is_a_valid_service_configuration(
             patch.delenv(key)
         for key, value in env.items():
             patch.setenv(key, value)
-        settings = Settings()
+        return Settings()
+
+
+@pytest.mark.parametrize("scenario", ["defaults", "saslTls", "everything", "tuned"])
+def test_chart_environment_is_a_valid_service_configuration(
+    rendered: dict[str, Rendering], scenario: str
+) -> None:
+    """Every FAME_* variable the chart sets is a real setting and the whole set validates, so
+    a pod never crash-loops on configuration the chart itself wrote."""
+    settings = _service_settings(rendered[scenario])
     assert settings.drain_timeout_s > 0
+
+
+def test_replica_bounds_of_a_disabled_autoscaler_are_not_checked() -> None:
+    """keda.maxReplicaCount and autoscaling.maxReplicas (4 by default) only matter when on."""
+    rendering = helm_render.render({"kafka": {"partitions": 3}})
+    assert rendering.one("Deployment")["spec"]["replicas"] == 1
+    helm_render.render(
+        {"kafka": {"partitions": 3}, "keda": {"enabled": True, "maxReplicaCount": 3}}
+    )
+
+
+def test_typed_settings_and_extra_env_reach_the_service(rendered: dict[str, Rendering]) -> None:
+    settings = _service_settings(rendered["tuned"])
+    assert settings.worker_memory_limit_mb == 3072
+    assert settings.task_timeout_s == 45.5
+    assert settings.max_video_bytes == 2 * 1024**3
+    assert settings.max_wait_ms == 2.5
+    assert settings.http_host == "::"
+    assert settings.sample_fps == 4
+    defaults = rendered["defaults"].one("ConfigMap")["data"]
+    assert "FAME_WORKER_MEMORY_LIMIT_MB" not in defaults  # null: no cap of its own
+    assert defaults["FAME_MAX_VIDEO_BYTES"] == str(512 * 1024**2)
+    assert defaults["FAME_TASK_TIMEOUT_S"] == "120"
+
+
+# consumer.* numbers of the chart and the setting each one becomes.
+CONSUMER_SETTINGS = {
+    "drainTimeoutSeconds": "drain_timeout_s",
+    "maxInFlight": "max_in_flight",
+    "maxBatch": "max_batch",
+    "maxWaitMs": "max_wait_ms",
+    "maxVerdictTracks": "max_verdict_tracks",
+    "workers": "workers",
+    "detectEvery": "detect_every",
+    "detectSize": "detect_size",
+    "detectorThreads": "detector_threads",
+    "maxVideoBytes": "max_video_bytes",
+    "taskTimeoutSeconds": "task_timeout_s",
+    "workerMemoryLimitMb": "worker_memory_limit_mb",
+    "httpPort": "http_port",
+}
+CHART_ONLY = {"shutdownMarginSeconds"}  # no setting: part of the pod's grace period
+# Where the chart accepts less than the service, on purpose.
+NARROWED = {
+    "drainTimeoutSeconds": "whole seconds, 1-3600: it sets the pod's grace period",
+    "httpPort": "0 (any free port) cannot be probed",
+}
+
+
+def _schema_of(key: str) -> dict[str, Any]:
+    node: dict[str, Any] = SCHEMA["properties"]["consumer"]["properties"][key]
+    while "$ref" in node:
+        node = SCHEMA["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+# pydantic's annotated_types constraints, by the JSON Schema keyword that says the same.
+CONSTRAINTS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusiveMinimum",
+    "lt": "exclusiveMaximum",
+    "multiple_of": "multipleOf",
+}
+
+
+def _field_bounds(name: str) -> dict[str, Any]:
+    """A setting's Field constraints in JSON Schema words, and its JSON type."""
+    info = Settings.model_fields[name]
+    bounds = {
+        word: getattr(item, attr)
+        for item in info.metadata
+        for attr, word in CONSTRAINTS.items()
+        if hasattr(item, attr)
+    }
+    annotation = info.annotation
+    python_types = {annotation, *typing.get_args(annotation)}  # int | None: int
+    (kind,) = {
+        json for python, json in [(int, "integer"), (float, "number")] if python in python_types
+    }
+    return {"type": kind, **bounds}
+
+
+def _json_types(key: str) -> set[str]:
+    kind = _schema_of(key).get("type", [])  # an enum has none
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _schema_bounds(key: str) -> dict[str, Any]:
+    node = _schema_of(key)
+    (kind,) = _json_types(key) - {"null"}
+    words = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+    return {"type": kind, **{word: node[word] for word in words if word in node}}
+
+
+def test_every_numeric_consumer_value_maps_to_a_setting() -> None:
+    properties = SCHEMA["properties"]["consumer"]["properties"]
+    numeric = {key for key in properties if _json_types(key) & {"integer", "number"}}
+    assert numeric - CHART_ONLY == set(CONSUMER_SETTINGS)
+    everything = {key: _schema_bounds(key).get("minimum", 1) for key in CONSUMER_SETTINGS}
+    everything["taskTimeoutSeconds"] = 30
+    everything["workerMemoryLimitMb"] = 512
+    data = helm_render.render({"consumer": everything}).one("ConfigMap")["data"]
+    for name in CONSUMER_SETTINGS.values():
+        assert f"FAME_{name.upper()}" in data, name
+
+
+@pytest.mark.parametrize("key", sorted(CONSUMER_SETTINGS))
+def test_schema_bounds_agree_with_the_service(key: str) -> None:
+    """values.schema.json must never accept a number consumer/settings.py refuses at startup
+    (the pod would crash-loop), and should not refuse one it accepts."""
+    schema, field = _schema_bounds(key), _field_bounds(CONSUMER_SETTINGS[key])
+    if key not in NARROWED:
+        assert schema == field
+        return
+    assert schema["type"] == field["type"] or schema["type"] == "integer"
+    assert schema.get("minimum", -1e18) >= field.get("minimum", -1e18)
+    assert schema.get("maximum", 1e18) <= field.get("maximum", 1e18)
+
+
+def _boundaries(key: str) -> tuple[list[float], list[float]]:
+    """Values at the schema's edges (accepted) and just beyond them (refused)."""
+    bounds = _schema_bounds(key)
+    step = 1 if bounds["type"] == "integer" else 0.5
+    step = bounds.get("multipleOf", step)
+    accepted: list[float] = []
+    refused: list[float] = []
+    if "minimum" in bounds:
+        accepted.append(bounds["minimum"])
+        refused.append(bounds["minimum"] - step)
+    if "exclusiveMinimum" in bounds:
+        accepted.append(bounds["exclusiveMinimum"] + step)
+        refused.append(bounds["exclusiveMinimum"])
+    if "maximum" in bounds:
+        accepted.append(bounds["maximum"])
+        refused.append(bounds["maximum"] + step)
+    return accepted, refused
+
+
+@pytest.mark.parametrize("key", sorted(CONSUMER_SETTINGS))
+def test_boundary_values_render_and_start(key: str) -> None:
+    accepted, refused = _boundaries(key)
+    assert accepted, key
+    for value in accepted:
+        _service_settings(helm_render.render(_with(f"consumer.{key}", value)))
+    for value in refused:
+        with pytest.raises(HelmError, match=key):
+            helm_render.render(_with(f"consumer.{key}", value))
+
+
+def _service_accepts(**fields: Any) -> bool:
+    try:
+        Settings(**fields)
+    except ValueError:
+        return False
+    return True
+
+
+def _chart_accepts(values: dict[str, Any]) -> bool:
+    try:
+        helm_render.render(values)
+    except HelmError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("servers", "valid"),
+    [
+        ("kafka:9092", True),
+        ("b-1.kafka.example:9096,b-2.kafka.example:9096", True),
+        ("10.0.0.5:9092,[fd00::5]:9092", True),
+        ("SASL_SSL://b-1:9096", False),
+        ("kafka:123456", False),
+        ("kafka", False),
+        ("kafka:9092,", False),
+        ("[fd00::5:9092", False),
+    ],
+)
+def test_bootstrap_servers_as_the_service_reads_them(servers: str, valid: bool) -> None:
+    assert _service_accepts(kafka_bootstrap_servers=servers) is valid
+    assert _chart_accepts(_with("kafka.bootstrapServers", servers)) is valid
+
+
+@pytest.mark.parametrize(
+    ("url", "valid"),
+    [
+        ("redis://redis:6379/0", True),
+        ("redis://fame@redis:6379/0", True),  # a Redis ACL user; the password from the Secret
+        ("rediss://redis.example:6380/0?ssl_ca_certs=/etc/redis/ca.crt", True),
+        ("redis://[fd00::6]:6379", True),
+        ("unix:///run/redis/redis.sock?db=0", True),
+        ("redis://fame:hunter2@redis:6379/0", False),  # a password literal
+        ("redis://:hunter2@redis:6379/0", False),
+        ("rediss://redis:6380/0?password=hunter2", False),
+        ("http://redis:6379/0", False),
+    ],
+)
+def test_redis_urls_the_service_accepts_without_credentials(url: str, valid: bool) -> None:
+    """Every URL the chart accepts starts the service; it refuses only passwords in the URL."""
+    if valid:
+        assert _service_accepts(redis_url=url)
+    assert _chart_accepts(_with("redis.url", url)) is valid
+
+
+@pytest.mark.parametrize(
+    ("resources", "workers", "threads"),
+    [
+        ({"requests": {"cpu": "4"}}, 2, 2),
+        ({"requests": {"cpu": 4}}, 2, 2),
+        ({"requests": {"cpu": "3500m"}}, 2, 1),
+        ({"requests": {"cpu": "3500m"}}, 1, 3),
+        ({"requests": {"cpu": 0.5}}, 2, 1),  # at least one thread
+        ({"requests": {"cpu": "192"}}, 2, 64),  # at most the service's 64
+        ({"requests": {"cpu": None}, "limits": {"cpu": "8"}}, 4, 2),  # request = limit
+        ({"requests": {"cpu": None}}, 2, 0),  # unknown share: the service's own default
+    ],
+)
+def test_detector_threads_follow_the_cpu_request(
+    resources: dict[str, Any], workers: int, threads: int
+) -> None:
+    """The pod sees every core of the node: 0 would give each worker cores / workers threads."""
+    rendering = helm_render.render({"resources": resources, "consumer": {"workers": workers}})
+    assert rendering.one("ConfigMap")["data"]["FAME_DETECTOR_THREADS"] == str(threads)
+    explicit = helm_render.render({"resources": resources, "consumer": {"detectorThreads": 5}})
+    assert explicit.one("ConfigMap")["data"]["FAME_DETECTOR_THREADS"] == "5"
+
+
+def test_extra_env_follows_the_chart_env(rendered: dict[str, Rendering]) -> None:
+    env = _container(rendered["tuned"])["env"]
+    assert env == [
+        {"name": "FAME_HTTP_HOST", "value": "::"},
+        {"name": "FAME_SAMPLE_FPS", "value": "4"},
+    ]
+
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)([KMGT]i)?", quantity).groups()  # type: ignore[union-attr]
+    return int(Decimal(number) * _BINARY.get(unit or "", 1))
+
+
+def test_tmp_holds_every_worker_download() -> None:
+    """Each front-end worker downloads one video at a time into /tmp (an emptyDir whose limit
+    evicts the pod): the defaults must leave room for all of them and the libraries' caches."""
+    consumer = VALUES["consumer"]
+    downloads = consumer["workers"] * consumer["maxVideoBytes"]
+    headroom = 512 * 2**20
+    assert downloads + headroom <= _bytes(VALUES["tmp"]["sizeLimit"])
