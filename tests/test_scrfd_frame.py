@@ -63,21 +63,6 @@ def test_a_frame_without_faces_gives_empty_arrays(onnx_detector: ScrfdDetector) 
     assert got.keypoints is not None and got.keypoints.shape == (0, 5, 2)
 
 
-def test_torch_backend_finds_the_same_faces(
-    shared: Path, detector: Path, onnx_detector: ScrfdDetector
-) -> None:
-    """The uint8 image normalised by PyTorch, candidates chosen there: the same faces as the
-    float blob on ONNX Runtime (the two runtimes' convolutions differ in the last bits)."""
-    torch_detector = ScrfdDetector(detector, det_thresh=0.4, backend="torch", threads=1)
-    for rgb in _frames(shared / "data" / "samples" / "group_t1.jpg", 1):
-        want, got = onnx_detector.detect(rgb), torch_detector.detect(rgb)
-        assert len(got) == len(want) == 6
-        np.testing.assert_allclose(got.boxes, want.boxes, atol=0.01)
-        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
-        assert got.keypoints is not None and want.keypoints is not None
-        np.testing.assert_allclose(got.keypoints, want.keypoints, atol=0.01)
-
-
 @pytest.mark.parametrize(
     ("frame", "size", "resized"),
     [
