@@ -271,6 +271,10 @@ class Pipeline:
                 last: Exception = error
             except _Failure:
                 raise
+            except pydantic.ValidationError as error:  # a record we built is wrong: a bug,
+                # and the same input builds it again, so retrying only delays the dead letter
+                message = str(error)[:4000]
+                raise _Failure(ErrorCode.INTERNAL_ERROR, message, "internal", attempt) from error
             except Exception as error:  # broker or store hiccup: retried like a transient error
                 last = error
             if self._stopping.is_set():

@@ -26,7 +26,16 @@ VERDICT_SCHEMA_FILE = "json/attribution_verdict.schema.json"
 DEFAULT_MAX_REMEMBERED = 100_000
 
 OutcomeKind = Literal["new", "duplicate", "invalid"]
-Action = Literal["allow", "review_manipulated", "escalate_unknown_generator", "no_face", "retry"]
+Action = Literal[
+    "allow",
+    "review_manipulated",
+    "escalate_unknown_generator",
+    "no_face",
+    "retry",
+    "not_assessable",
+    "alert_operators",
+]
+OPERATOR_CODES = frozenset({"model_error", "model_missing", "internal_error"})
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,10 @@ def moderation_action(verdict: dict[str, Any]) -> Action:
     """The policy of docs/integration.md ("Acting on verdicts"), as code."""
     status = verdict["status"]
     if status == "failed":
-        return "retry"
+        code = verdict["error"]["code"]
+        if code == "retries_exhausted":
+            return "retry"  # transient failures outlasted the retries: resubmit later
+        return "alert_operators" if code in OPERATOR_CODES else "not_assessable"
     if status == "no_face":
         return "no_face"
     if verdict["unknown_generator"]:

@@ -78,8 +78,9 @@ def fold_segment(
         offset += count
     for track in state.tracks.values():
         _score_windows(track, engine, stride, final)
-    state.frame_offset += max(result.video.frame_count, 0)
-    state.time_offset_s += max(result.video.duration_s, 0.0)
+    frames, seconds = result.video.extent()  # the header alone may say 0 frames (MKV, TS)
+    state.frame_offset += frames
+    state.time_offset_s += seconds
     state.segments_seen += 1
     state.next_segment += 1
     timings_ms["temporal"] = timings_ms.get("temporal", 0.0) + _ms(started)

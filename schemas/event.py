@@ -5,7 +5,7 @@ from typing import Annotated, Final
 from pydantic import Field, StringConstraints
 
 from schemas.base import SCHEMA_VERSION, SchemaVersion, WireModel
-from schemas.fields import SafeId, Sha256Hex, UtcDatetime
+from schemas.fields import MAX_INDEX, MAX_JSON_INT, SafeId, Sha256Hex, UtcDatetime
 
 MAX_METADATA_KEYS: Final = 32
 MAX_METADATA_KEY_CHARS: Final = 64
@@ -44,7 +44,10 @@ class VideoEvent(WireModel):
         description="Where to fetch the video: a file://, http:// or https:// URI (ASCII).",
     )
     segment_index: int = Field(
-        default=0, ge=0, description="Position of this segment within the video, from 0."
+        default=0,
+        ge=0,
+        le=MAX_INDEX,
+        description="Position of this segment within the video, from 0.",
     )
     last_segment: bool = Field(
         default=True, description="True on the final (or only) segment of the video."
@@ -56,7 +59,10 @@ class VideoEvent(WireModel):
         description="Media type announced by the producer (e.g. video/mp4); a hint only.",
     )
     byte_size: int | None = Field(
-        default=None, ge=0, description="Size in bytes announced by the producer, if known."
+        default=None,
+        ge=0,
+        le=MAX_JSON_INT,
+        description="Size in bytes announced by the producer, if known.",
     )
     sha256: Sha256Hex | None = Field(
         default=None,

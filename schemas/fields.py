@@ -15,9 +15,16 @@ SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
 UUID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # RFC 3339 date-time with a mandatory offset; pydantic alone would also accept a space separator,
 # "+0100" offsets and dates without a time, which other languages' parsers may not.
+# Field ranges are in the pattern too (hour 00-23, minute and second 00-59, month 01-12, day
+# 01-31), so a validator in another language refuses what pydantic refuses.
 AWARE_DATETIME_PATTERN: Final = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# Integers every JSON parser reads exactly (JavaScript's safe range; Java's int for indices).
+MAX_JSON_INT: Final = 2**53 - 1
+MAX_INDEX: Final = 2**31 - 1
 _AWARE_DATETIME_RE: Final = re.compile(AWARE_DATETIME_PATTERN)
 
 

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.base import SCHEMA_VERSION, SchemaVersion, WireModel
 from schemas.errors import ErrorCode
-from schemas.fields import Probability, SafeId, Sha256Hex, UtcDatetime, UuidStr
+from schemas.fields import MAX_INDEX, Probability, SafeId, Sha256Hex, UtcDatetime, UuidStr
 
 # Never change: verdict ids of already published verdicts are derived from it.
 VERDICT_ID_NAMESPACE: Final = uuid.UUID("34a23061-3c80-4096-8342-66683743bc6c")
@@ -179,7 +179,9 @@ class AttributionVerdict(WireModel):
     )
     event_id: SafeId = Field(description="The event that completed this verdict.")
     video_id: SafeId = Field(description="The video this verdict is about.")
-    segment_index: int = Field(ge=0, description="Segment index of the event that completed it.")
+    segment_index: int = Field(
+        ge=0, le=MAX_INDEX, description="Segment index of the event that completed it."
+    )
     status: VerdictStatus = Field(
         description="attributed: faces found and scored; no_face: none found; failed: see error."
     )

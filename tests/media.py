@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -21,26 +22,44 @@ def read_frames(path: Path, limit: int | None = None) -> tuple[list[np.ndarray],
     return frames, fps
 
 
-def write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int = 18) -> Path:
-    """H.264 mp4 (even dimensions) from RGB frames."""
+def write_video(
+    path: Path, frames: list[np.ndarray], fps: float, crf: int = 18, first_pts: int = 0
+) -> Path:
+    """H.264 (even dimensions) from RGB frames, in the container the suffix names; timestamps
+    start at ``first_pts`` frames (a segment cut from a longer video keeps its own)."""
     height, width = (d - d % 2 for d in frames[0].shape[:2])
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=round(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "ultrafast"}
-        for rgb in frames:
+        for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:height, :width]))
+            if first_pts:
+                frame.pts, frame.time_base = first_pts + i, Fraction(1, round(fps))
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
 
 
-def split_video(source: Path, out_dir: Path, parts: int, limit: int | None = None) -> list[Path]:
-    """Cut a video into `parts` consecutive segment files."""
+def split_video(
+    source: Path,
+    out_dir: Path,
+    parts: int,
+    limit: int | None = None,
+    suffix: str = ".mp4",
+    keep_timestamps: bool = False,
+) -> list[Path]:
+    """Cut a video into `parts` consecutive segment files; with ``keep_timestamps`` each keeps
+    the timestamps it had in the whole video, as a stream cut without re-timing does."""
     frames, fps = read_frames(source, limit)
     size = -(-len(frames) // parts)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [
-        write_video(out_dir / f"{source.stem}_part{i}.mp4", frames[i * size : (i + 1) * size], fps)
+        write_video(
+            out_dir / f"{source.stem}_part{i}{suffix}",
+            frames[i * size : (i + 1) * size],
+            fps,
+            first_pts=i * size if keep_timestamps else 0,
+        )
         for i in range(parts)
     ]

@@ -217,7 +217,10 @@ def test_a_late_starting_segment_is_measured_by_its_own_length(tmp_path: Path, s
     with Video(short, limits) as video:
         assert video.info.duration_s == pytest.approx(2.0, abs=0.2)
         frames = list(video.frames(SamplingPolicy(target_fps=5.0)))
-    assert len(frames) == 10 and frames[0].timestamp_s == pytest.approx(700.0)
+    assert len(frames) == 10 and frames[0].timestamp_s == 0.0  # timed from its first frame
+    assert frames[-1].timestamp_s == pytest.approx(1.8)
+    # what the segment covers, whatever its header says (MKV's says 0 frames)
+    assert video.info.extent() == (20, pytest.approx(2.0))
     long = _segment(tmp_path / f"long{suffix}", start_s=700, seconds=70)
     with pytest.raises(PoisonError) as info, Video(long, limits) as video:
         list(video.frames(SamplingPolicy()))

@@ -137,6 +137,14 @@ BAD_FOR_BOTH: dict[str, tuple[str, Callable[[Json], None]]] = {
     "naive datetime": ("video_event.json", _set("submitted_at", "2025-06-12T09:41:27")),
     "date without time": ("video_event.json", _set("submitted_at", "2025-06-12")),
     "epoch number datetime": ("video_event.json", _set("submitted_at", 1749721287)),
+    # out-of-range fields the digit-count pattern let through to pydantic
+    "hour 25": ("video_event.json", _set("submitted_at", "2025-01-31T25:00:00Z")),
+    "minute 61": ("video_event.json", _set("submitted_at", "2025-01-31T12:61:00Z")),
+    "month 13": ("video_event.json", _set("submitted_at", "2025-13-01T12:00:00Z")),
+    "offset +24:00": ("video_event.json", _set("submitted_at", "2025-01-31T12:00:00+24:00")),
+    # integers a JavaScript, Go or Java subscriber could not read back exactly
+    "segment index beyond int32": ("video_event.json", _set("segment_index", 2**31)),
+    "byte size beyond 2^53": ("video_event.json", _set("byte_size", 2**53)),
     "too many metadata keys": (
         "video_event.json",
         _set("metadata", {f"k{i}": "v" for i in range(33)}),

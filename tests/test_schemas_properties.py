@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from schemas import DeadLetter, DeadLetterSource, ErrorCode, VideoEvent
 from schemas.dead_letter import MAX_PAYLOAD_TEXT_BYTES
 from schemas.export import schema_path
-from schemas.fields import SAFE_ID_PATTERN
+from schemas.fields import MAX_INDEX, SAFE_ID_PATTERN
 
 PROFILE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -32,7 +32,7 @@ video_events = st.builds(
     event_id=safe_ids,
     video_id=safe_ids,
     source_uri=st.builds("{}://{}".format, st.sampled_from(["file", "http", "https"]), uri_paths),
-    segment_index=st.integers(min_value=0, max_value=2**40),
+    segment_index=st.integers(min_value=0, max_value=MAX_INDEX),
     last_segment=st.booleans(),
     content_type=st.none() | st.sampled_from(["video/mp4", "video/webm; codecs=vp9"]),
     byte_size=st.none() | st.integers(min_value=0, max_value=2**40),

@@ -102,4 +102,13 @@ def test_moderation_actions(subscriber: ModuleType) -> None:
     unknown = {**attributed, "unknown_generator": True}
     assert subscriber.moderation_action(unknown) == "escalate_unknown_generator"
     assert subscriber.moderation_action(_example("no_face")) == "no_face"
-    assert subscriber.moderation_action(_example("failed")) == "retry"
+    failed = _example("failed")
+    for code, action in [
+        ("retries_exhausted", "retry"),
+        ("corrupt_stream", "not_assessable"),
+        ("fetch_failed", "not_assessable"),
+        ("model_error", "alert_operators"),
+        ("internal_error", "alert_operators"),
+    ]:
+        verdict = {**failed, "error": {**failed["error"], "code": code}}
+        assert subscriber.moderation_action(verdict) == action, code

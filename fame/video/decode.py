@@ -99,7 +99,9 @@ class SamplingPolicy:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the headers say. ``width``/``height`` are as displayed (after ``rotation_deg``)."""
+    """What the headers say, and once frames were read what decoding saw. ``width``/``height``
+    are as displayed (after ``rotation_deg``). Headers may not know the frame count (MKV, WebM
+    and MPEG-TS usually say 0), so a video's extent is the larger of the two (`extent`)."""
 
     format_name: str
     codec: str
@@ -109,12 +111,22 @@ class VideoInfo:
     duration_s: float
     frame_count: int
     rotation_deg: int
+    decoded_frames: int = 0  # frames decoded (all of them, unless sampling stopped early)
+    decoded_span_s: float = 0.0  # first decoded frame to the end of the last one
+
+    def extent(self) -> tuple[int, float]:
+        """(frames, seconds) the video covers: what the next segment of the same video starts
+        after. Never less than any frame index or time (since the first frame) a frame had."""
+        return (
+            max(self.frame_count, self.decoded_frames, 0),
+            max(self.duration_s, self.decoded_span_s, 0.0),
+        )
 
 
 @dataclass(frozen=True)
 class DecodedFrame:
-    index: int
-    timestamp_s: float
+    index: int  # among all decoded frames
+    timestamp_s: float  # since the first decoded frame (a segment's own timestamps may not be 0)
     rgb: np.ndarray
 
 
@@ -282,24 +294,31 @@ class Video:
             )
 
     def frames(self, sampling: SamplingPolicy) -> Iterator[DecodedFrame]:
-        """Sampled frames in display order, RGB uint8 [H, W, 3], rotation applied.
+        """Sampled frames in display order, RGB uint8 [H, W, 3], rotation applied, timed from
+        the first decoded frame: a segment cut from a longer video without resetting its
+        timestamps (they start at 700 s, say) starts at 0 like any other.
 
-        ``info`` is updated with the rotation and displayed size once the first frame is seen.
+        ``info`` is updated with the rotation and displayed size once the first frame is seen,
+        and with what was decoded (`VideoInfo.decoded_frames`, ``decoded_span_s``) as it goes.
         """
         period_s = sampling.period_s
+        frame_s = 1.0 / self.info.fps if self.info.fps > 0 else 0.0
         next_s: float | None = None
         first_s: float | None = None
         kept = 0
         decoded = 0
         for index, frame in enumerate(self._decoded()):
             decoded += 1
-            timestamp_s = self._timestamp_s(frame, index)
+            absolute_s = self._timestamp_s(frame, index)
             if first_s is None:
-                first_s = timestamp_s
-            self._check_length(timestamp_s - first_s, index + 1)  # a segment may start late
+                first_s = absolute_s
+            timestamp_s = absolute_s - first_s
+            self._check_length(timestamp_s, index + 1)
             self._check_pixels(frame.width, frame.height)
             if index == 0:
                 self._note_rotation(frame)
+            span_s = max(self.info.decoded_span_s, timestamp_s + frame_s)
+            self.info = replace(self.info, decoded_frames=decoded, decoded_span_s=span_s)
             if next_s is not None and timestamp_s < next_s - 1e-6:
                 continue
             yield DecodedFrame(index, timestamp_s, _to_rgb(frame))

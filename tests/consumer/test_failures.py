@@ -259,3 +259,32 @@ def test_an_outcome_the_broker_refuses_is_dead_lettered_not_retried_forever(
     assert published(broker, VERDICTS) == []
     (letter,) = published(broker, DLQ)
     assert (letter["error_code"], letter["stage"]) == ("internal_error", "produce")
+
+
+def test_a_verdict_that_fails_its_own_schema_is_dead_lettered_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug, not a hiccup: the same input builds the same invalid record, so no retries (they
+    ended as retries_exhausted, which tells moderation to resubmit)."""
+    calls: list[str] = []
+
+    def invalid_verdict(event_id: str, *args: Any) -> AttributionVerdict:
+        calls.append(event_id)
+        return AttributionVerdict.model_validate({"event_id": event_id})
+
+    monkeypatch.setattr(pipeline_module, "fold_segment", lambda *args: None)
+    monkeypatch.setattr(pipeline_module, "build_verdict", invalid_verdict)
+    broker = broker_with(payload())
+    source = LocalSource(broker, EVENTS, GROUP)
+    source.subscribe(lambda _: None, lambda _: None, lambda _: None)
+    pipe = pipeline(broker, source, _analysed)
+    (message,) = source.poll(0, 10)
+    pipe.submit(message).result(timeout=10)
+    pipe.close(timeout_s=1)
+    (letter,) = published(broker, DLQ)
+    assert (letter["error_code"], letter["stage"], letter["attempts"]) == (
+        "internal_error",
+        "internal",
+        1,
+    )
+    assert len(calls) == 1

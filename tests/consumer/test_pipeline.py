@@ -144,6 +144,28 @@ def test_segments_of_one_video_share_windows_and_give_one_final_verdict(
     assert track["frames"] >= 28 and track["windows"] >= 6
 
 
+@pytest.mark.parametrize("keep_timestamps", [False, True])
+def test_segments_whose_headers_do_not_count_frames_still_span_the_video(
+    media: dict[str, Path], tiny_checkpoint: Path, detector: Path, keep_timestamps: bool
+) -> None:
+    """MKV segments (their headers say 0 frames), re-timed from 0 or keeping the whole video's
+    timestamps: frame numbers and times still run on across segments, once."""
+    segments = split_video(
+        media["carphone"],
+        media["root"] / f"mkv-{keep_timestamps}",
+        parts=3,
+        suffix=".mkv",
+        keep_timestamps=keep_timestamps,
+    )
+    events = segment_events(segments, f"mkv-{keep_timestamps}")
+    config = settings(tiny_checkpoint, detector, [media["root"]])
+    verdicts, letters, _ = run_embedded(config, _payloads(events))
+    assert letters == []
+    (track,) = verdicts[0]["tracks"]
+    assert track["first_frame"] < 40 < 80 < track["last_frame"] < 120  # 120 frames in all
+    assert 3.0 < track["end_s"] < 4.1  # 4 s of video, counted once
+
+
 def test_a_redelivered_event_republishes_the_identical_verdict(
     media: dict[str, Path], tiny_checkpoint: Path, detector: Path, shared: Path
 ) -> None:
