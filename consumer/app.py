@@ -6,7 +6,6 @@ everything between them is the same code.
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import threading
@@ -120,7 +119,7 @@ class Service:
             workers=settings.workers,
             task_timeout_s=settings.task_timeout_s,
             memory_limit_mb=settings.worker_memory_limit_mb,
-            worker_setup=functools.partial(logs.configure, settings.log_level),
+            worker_setup=logs.child_setup(settings.log_level),
         )
         pipeline = Pipeline(
             publisher=self.publisher,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -68,12 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         type=Path,
         help=(
-            "embedded: a JSONL file of VideoEvents, a folder of videos (one event each), or - "
-            "for VideoEvents on standard input as they come (runs until end of input)"
+            "embedded: a JSONL file of VideoEvents, a video or a folder of videos (one event "
+            "each; their folder is an allowed file root), or - for VideoEvents on standard "
+            "input as they come (runs until end of input). Events naming local files need "
+            "their folders in FAME_FILE_ROOTS (a path or a JSON list). Exit status 1 when an "
+            "event was dead-lettered"
         ),
     )
     run.add_argument(
-        "--output", type=Path, help="embedded: write verdicts and dead letters here (JSONL)"
+        "--output",
+        type=Path,
+        help="embedded: write verdicts and dead letters here (JSONL; default standard output, "
+        "with the logs on standard error)",
     )
     run.add_argument("--checkpoint", type=Path, help="overrides FAME_CHECKPOINT")
     run.add_argument("--detector", type=Path, help="overrides FAME_DETECTOR_MODEL")
@@ -106,11 +113,37 @@ def _valid_settings(args: argparse.Namespace) -> Settings | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """The settings, and under ``resolved`` the model files `run` would load (an unset
+    checkpoint or detector is searched for; what it finds, or why not, is shown)."""
     settings = _valid_settings(args)
     if settings is None:
         return 2
-    print(settings.model_dump_json(indent=2))
+    report = json.loads(settings.model_dump_json())
+    report["resolved"] = _resolved_models(settings)
+    print(json.dumps(report, indent=2))
     return 0
+
+
+def _resolved_models(settings: Settings) -> dict[str, str | None]:
+    from fame.checkpoint import resolve_checkpoint
+    from fame.errors import FameError
+    from fame.faces.detector import resolve_detector_path
+
+    resolved: dict[str, str | None] = {}
+    try:
+        resolved["checkpoint"] = str(resolve_checkpoint(settings.checkpoint))
+    except FameError as error:
+        resolved["checkpoint"] = None
+        resolved["checkpoint_error"] = error.message
+    try:
+        detector = resolve_detector_path(settings.detector_model)
+        resolved["detector_model"] = None if detector is None else str(detector)
+    except FameError as error:
+        resolved["detector_model"] = None
+        resolved["detector_model_error"] = error.message
+    if resolved.get("detector_model") is None and "detector_model_error" not in resolved:
+        resolved["detector_model_error"] = "no SCRFD model found: the weak fallback would load"
+    return resolved
 
 
 def _exit_on_sigterm() -> None:
@@ -133,14 +166,15 @@ def _run(args: argparse.Namespace) -> int:
     settings = _valid_settings(args)
     if settings is None:
         return 2
-    logs.configure(settings.log_level)
+    # embedded: standard output may carry the verdicts, so the logs go to standard error
+    logs.configure(settings.log_level, stderr=args.embedded)
     _exit_on_sigterm()  # before the slow imports (torch) and model loading
     from fame.errors import FameError
 
     try:
         service = _embedded(settings, args) if args.embedded else _kafka(settings)
         service.build()
-    except (FameError, ValueError) as error:
+    except (FameError, ValueError, OSError) as error:
         log.error("startup failed: %s", error)
         return 2
     try:
@@ -149,6 +183,9 @@ def _run(args: argparse.Namespace) -> int:
         service.run()
     finally:
         service.close()
+    if args.embedded and service.metrics.dead_lettered() > 0:
+        log.warning("%d event(s) dead-lettered (see the output)", service.metrics.dead_lettered())
+        return 1  # like `fame attribute`: a batch with failures says so
     return 0
 
 
@@ -187,14 +224,14 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     from consumer.store import MemoryWindowStore
 
     if args.input is None:
-        raise SystemExit("--embedded needs --input (a JSONL file of events or a video folder)")
+        raise ValueError("--embedded needs --input (a JSONL file of events, videos, or -)")
     if settings.exactly_once:
-        raise SystemExit("FAME_EXACTLY_ONCE needs Kafka transactions: not with --embedded")
+        raise ValueError("FAME_EXACTLY_ONCE needs Kafka transactions: not with --embedded")
     broker = LocalBroker()
     if str(args.input) == "-":
         broker.expect_more()
         feeder = threading.Thread(
-            target=_feed, args=(sys.stdin.buffer, broker, settings.events_topic), daemon=True
+            target=_feed, args=(sys.stdin.fileno(), broker, settings.events_topic), daemon=True
         )
         feeder.start()
     else:
@@ -214,25 +251,43 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     )
 
 
-def _feed(lines: IO[bytes], broker: LocalBroker, topic: str) -> None:
+def _feed(fd: int, broker: LocalBroker, topic: str) -> None:
     """Each non-empty line as one event record, as it arrives, bytes as they are (a line that is
-    not an event is dead-lettered, as from Kafka); end of input ends the run."""
+    not an event is dead-lettered, as from Kafka); end of input ends the run.
+
+    Reads the descriptor itself (`os.read`), not `sys.stdin.buffer`: a daemon thread blocked
+    inside a buffered reader's lock makes the interpreter abort when a signal ends the run."""
     try:
-        for line in lines:
+        for line in _lines(fd):
             if line.strip():
-                broker.append(topic, None, line.rstrip(b"\r\n"))
+                broker.append(topic, None, line.rstrip(b"\r"))
     finally:
         broker.end_of_input()
 
 
+def _lines(fd: int, chunk_bytes: int = 65536) -> Iterator[bytes]:
+    """Lines (without their newline) of what arrives on ``fd``, until end of input."""
+    pending = b""
+    while chunk := os.read(fd, chunk_bytes):
+        *lines, pending = (pending + chunk).split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
 def embedded_events(path: Path) -> tuple[list[bytes], list[Path]]:
     """Raw event payloads from a JSONL file (as is: bad lines are dead-lettered like in Kafka),
-    or one `VideoEvent` per video in a folder (whose path becomes an allowed file root)."""
-    if path.is_file():
-        return [line.encode() for line in path.read_text().splitlines() if line.strip()], []
-    if not path.is_dir():
-        raise SystemExit(f"--input {path} is neither a file nor a folder")
-    videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    or one `VideoEvent` per video, for a video file or a folder of them (whose folder becomes an
+    allowed file root: events naming other local files need ``FAME_FILE_ROOTS``)."""
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        videos, root = [path], path.parent
+    elif path.is_file():
+        return [line for line in path.read_bytes().splitlines() if line.strip()], []
+    elif path.is_dir():
+        videos = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        root = path
+    else:
+        raise ValueError(f"--input {path} is neither a file nor a folder")
     events = [
         json.dumps(
             {
@@ -246,7 +301,7 @@ def embedded_events(path: Path) -> tuple[list[bytes], list[Path]]:
         ).encode()
         for video in videos
     ]
-    return events, [path.resolve()]
+    return events, [root.resolve()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

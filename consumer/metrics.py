@@ -69,6 +69,17 @@ class Metrics:
             registry=r,
         )
 
+    def dead_lettered(self) -> int:
+        """Dead letters published so far, whatever their code."""
+        return int(
+            sum(
+                sample.value
+                for metric in self.dead_letters.collect()
+                for sample in metric.samples
+                if sample.name == "fame_dead_letters_total"
+            )
+        )
+
     def observe_frontend(self, detector: str, hardware_decoding: bool) -> None:
         decoder = "nvdec" if hardware_decoding else "software"
         self.frontend.info({"detector": detector, "decoder": decoder})

@@ -115,6 +115,13 @@ class Pipeline:
             failure = _parse_failure(error)
         with self._lock:
             if event is None:
+                log.warning(
+                    "record at %s@%d is not a valid event: %s (%s)",
+                    message.partition,
+                    message.offset,
+                    failure.message[:500],
+                    failure.code.value,
+                )
                 letter = self._dead_letter(message, None, failure)
                 self._metrics.dead_letters.labels(code=failure.code.value).inc()
                 self._metrics.events.labels(outcome="dead_letter").inc()

@@ -107,14 +107,27 @@ def moderation_action(verdict: dict[str, Any]) -> Action:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=" ".join(__doc__.split("\n\n")[0].split()),  # the docstring's first paragraph
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "--bootstrap-servers",
         default=os.environ.get("FAME_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        help="Kafka brokers, comma-separated (env: FAME_KAFKA_BOOTSTRAP_SERVERS)",
     )
-    parser.add_argument("--topic", default=os.environ.get("FAME_VERDICTS_TOPIC", "fame.verdicts"))
-    parser.add_argument("--group-id", default="fame-verdict-subscriber")
-    parser.add_argument("--max-remembered", type=int, default=DEFAULT_MAX_REMEMBERED)
+    parser.add_argument(
+        "--topic",
+        default=os.environ.get("FAME_VERDICTS_TOPIC", "fame.verdicts"),
+        help="the results topic (env: FAME_VERDICTS_TOPIC)",
+    )
+    parser.add_argument("--group-id", default="fame-verdict-subscriber", help="consumer group")
+    parser.add_argument(
+        "--max-remembered",
+        type=int,
+        default=DEFAULT_MAX_REMEMBERED,
+        help="verdict ids remembered for dedupe",
+    )
     return parser.parse_args(argv)
 
 

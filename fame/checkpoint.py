@@ -133,8 +133,12 @@ def _read(path: str | Path) -> tuple[dict[str, Any], CheckpointMeta]:
         raise ModelMissingError(f"FAME checkpoint not found at {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise FameError(f"cannot read checkpoint {path}: {e}", code=ErrorCode.MODEL_ERROR) from e
+    except Exception as e:  # the cause (often a long unpickler message) stays chained
+        raise FameError(
+            f"{path} is not a FAME checkpoint, or is damaged: torch.load cannot read it "
+            f"({type(e).__name__}); `fame train` writes them",
+            code=ErrorCode.MODEL_ERROR,
+        ) from e
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise FameError(f"{path} is not a {CHECKPOINT_FORMAT} file", code=ErrorCode.MODEL_ERROR)
     try:

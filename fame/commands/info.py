@@ -32,6 +32,7 @@ def collect() -> dict[str, object]:
 
     from fame.video.decode import hwaccel_unavailable
 
+    nvdec_unavailable = hwaccel_unavailable("cuda")
     return {
         "python": platform.python_version(),
         "fame_stream": _dist_version("fame-stream"),
@@ -46,9 +47,20 @@ def collect() -> dict[str, object]:
         "onnxruntime_providers": onnxruntime.get_available_providers(),
         "av": _dist_version("av"),
         # FAME_HWACCEL=cuda: null when this process can open NVDEC, else why not
-        "nvdec_unavailable": hwaccel_unavailable("cuda"),
+        "nvdec_unavailable": nvdec_unavailable,
+        "nvdec_hint": nvdec_hint(nvdec_unavailable),
         "insightface": _dist_version("insightface"),
     }
+
+
+def nvdec_hint(unavailable: str | None) -> str:
+    """What ``nvdec_unavailable`` means for the user, in one sentence."""
+    if unavailable is None:
+        return "hardware decoding (NVDEC) works here: FAME_HWACCEL=cuda decodes on the GPU"
+    return (
+        "hardware decoding (NVDEC) is unavailable to this process (nvdec_unavailable says why): "
+        "FAME_HWACCEL=cuda would fall back to software decoding"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         nargs="+",
         default=[],
         metavar="CLASS",
-        help="leave these classes out of training (open-set: the held-out generator)",
+        help="leave these classes out of training (open-set: the held-out generator; "
+        "default: none)",
     )
     parser.set_defaults(func=run)
 

@@ -162,7 +162,13 @@ class FrontEnd:
         timings_ms = dict.fromkeys(STAGES, 0.0)
         with (
             _local_file(source, sha256, self.config, work_dir, timings_ms) as path,
-            Video(path, self.config.limits, hwaccel, self.config.detector_threads) as video,
+            Video(
+                path,
+                self.config.limits,
+                hwaccel,
+                self.config.detector_threads,
+                name=str(source) if _is_uri(source) else None,  # not the fetched copy's name
+            ) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
             # "decode" is the decoding thread's own time, overlapped with detection

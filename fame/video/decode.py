@@ -130,15 +130,17 @@ class DecodedFrame:
     rgb: np.ndarray
 
 
-def sniff_format(path: Path) -> str:
-    """The allowlisted libav demuxer for this file's magic bytes, or `PoisonError`."""
+def sniff_format(path: Path, name: str | None = None) -> str:
+    """The allowlisted libav demuxer for this file's magic bytes, or `PoisonError` (whose
+    message calls the file ``name``, default its file name)."""
+    name = name or path.name
     try:
         with path.open("rb") as f:
             head = f.read(_SNIFF_BYTES)
     except OSError as e:
-        raise PoisonError(f"cannot read {path}: {e}", code=ErrorCode.CORRUPT_STREAM) from e
+        raise PoisonError(f"cannot read {name}: {e.strerror}", code=ErrorCode.CORRUPT_STREAM) from e
     if not head:
-        raise PoisonError(f"{path} is empty", code=ErrorCode.CORRUPT_STREAM)
+        raise PoisonError(f"{name} is empty", code=ErrorCode.CORRUPT_STREAM)
     if head[4:8] in _MP4_BOX_TYPES:
         return MP4_FAMILY
     if head.startswith(b"\x1a\x45\xdf\xa3"):
@@ -150,7 +152,7 @@ def sniff_format(path: Path) -> str:
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return PNG
     raise PoisonError(
-        f"{path.name}: not a recognised video container (first bytes {head[:8]!r})",
+        f"{name}: not a recognised video container (first bytes {head[:8]!r})",
         code=ErrorCode.UNSUPPORTED_FORMAT,
     )
 
@@ -159,20 +161,28 @@ class Video:
     """An opened, header-checked video: ``with Video(path, limits) as v: v.info; v.frames(...)``."""
 
     def __init__(
-        self, path: Path, limits: DecodeLimits, hwaccel: str = "none", threads: int = 0
+        self,
+        path: Path,
+        limits: DecodeLimits,
+        hwaccel: str = "none",
+        threads: int = 0,
+        name: str | None = None,
     ) -> None:
-        """``threads``: the decoder's threads (frame and slice threading), 0 for one per core."""
+        """``threads``: the decoder's threads (frame and slice threading), 0 for one per core.
+        ``name``: what errors call the video (default its file name; a fetched copy's caller
+        passes the URI the user gave, not the temporary file)."""
         if hwaccel not in HWACCELS:
             raise ValueError(f"hwaccel must be one of {HWACCELS}, got {hwaccel!r}")
         if threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         self._threads = threads
         self._path = Path(path)
+        self._name = name or self._path.name
         self._limits = limits
-        format_name = sniff_format(self._path)
+        format_name = sniff_format(self._path, self._name)
         if format_name not in limits.allowed_formats:
             raise PoisonError(
-                f"{self._path.name}: container {format_name!r} not allowed",
+                f"{self._name}: container {format_name!r} not allowed",
                 code=ErrorCode.UNSUPPORTED_FORMAT,
             )
         use = hwaccel != "none" and format_name not in _SINGLE_IMAGE_FORMATS
@@ -180,7 +190,9 @@ class Video:
             _warn_software_once(hwaccel, reason)
             use = False
         self._hardware = use
-        self._container = _open_container(self._path, format_name, hwaccel if use else None)
+        self._container = _open_container(
+            self._path, format_name, hwaccel if use else None, self._name
+        )
         try:
             self._stream = self._checked_video_stream()
             self.info = self._read_info(format_name)
@@ -217,16 +229,14 @@ class Video:
         if not any(s.type in ("video", "audio", "subtitle") for s in streams):
             # An mp4 cut before its index ("moov") opens with no media stream at all.
             raise PoisonError(
-                f"{self._path.name} has no media stream (truncated?)", code=ErrorCode.CORRUPT_STREAM
+                f"{self._name} has no media stream (truncated?)", code=ErrorCode.CORRUPT_STREAM
             )
         if not streams.video:
-            raise PoisonError(
-                f"{self._path.name} has no video stream", code=ErrorCode.NO_VIDEO_STREAM
-            )
+            raise PoisonError(f"{self._name} has no video stream", code=ErrorCode.NO_VIDEO_STREAM)
         stream = streams.video[0]
         if stream.codec_context is None:
             raise PoisonError(
-                f"{self._path.name}: no decoder for its video stream", code=ErrorCode.CORRUPT_STREAM
+                f"{self._name}: no decoder for its video stream", code=ErrorCode.CORRUPT_STREAM
             )
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
@@ -331,7 +341,7 @@ class Video:
                 next_s += period_s
         if decoded == 0:
             raise PoisonError(
-                f"no frame could be decoded from {self._path.name}", code=ErrorCode.CORRUPT_STREAM
+                f"no frame could be decoded from {self._name}", code=ErrorCode.CORRUPT_STREAM
             )
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
@@ -340,7 +350,7 @@ class Video:
                 yield from packet.decode()
         except av.error.FFmpegError as e:
             raise PoisonError(
-                f"decoding {self._path.name} failed: {e}", code=ErrorCode.CORRUPT_STREAM
+                f"decoding {self._name} failed: {e}", code=ErrorCode.CORRUPT_STREAM
             ) from e
 
     def _timestamp_s(self, frame: av.VideoFrame, index: int) -> float:
@@ -383,7 +393,7 @@ def _hwaccel(device_type: str) -> av.codec.hwaccel.HWAccel:
 
 
 def _open_container(
-    path: Path, format_name: str, hwaccel: str | None = None
+    path: Path, format_name: str, hwaccel: str | None, name: str
 ) -> av.container.InputContainer:
     short_name = format_name.split(",", 1)[0]
     try:
@@ -395,8 +405,8 @@ def _open_container(
             hwaccel=_hwaccel(hwaccel) if hwaccel else None,
         )
     except av.error.FFmpegError as e:
-        raise PoisonError(
-            f"cannot open {path.name} as {short_name}: {e}", code=ErrorCode.CORRUPT_STREAM
+        raise PoisonError(  # strerror: libav's message without the (temporary) file's path
+            f"cannot open {name} as {short_name}: {e.strerror or e}", code=ErrorCode.CORRUPT_STREAM
         ) from e
 
 

@@ -128,7 +128,10 @@ def _copy_file(uri: str, out: IO[bytes], policy: FetchPolicy) -> str:
     except (OSError, RuntimeError) as e:
         raise PoisonError(f"cannot open {raw!r}: {e}", code=ErrorCode.FETCH_FAILED) from e
     if not any(real.is_relative_to(root) for root in roots):
-        raise _refused(f"{raw!r} (really {real}) is outside the allowed file roots")
+        raise _refused(
+            f"{raw!r} (really {real}) is outside the allowed file roots "
+            "(the service's FAME_FILE_ROOTS)"
+        )
     if not real.is_file():
         raise _refused(f"{real} is not a regular file")
     if real.stat().st_size > policy.max_bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,18 @@ def test_sasl_password_is_masked_in_check_config(
     assert "hunter2" not in out and "SCRAM-SHA-512" in out
 
 
+def test_check_config_shows_the_model_files_run_would_load(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from fame.checkpoint import DEFAULT_CHECKPOINT
+
+    monkeypatch.setenv("FAME_DETECTOR_MODEL", str(tmp_path / "missing.onnx"))
+    assert main(["check-config"]) == 0
+    resolved = json.loads(capsys.readouterr().out)["resolved"]
+    assert resolved["checkpoint"] == str(DEFAULT_CHECKPOINT)  # the committed default
+    assert resolved["detector_model"] is None and "missing.onnx" in resolved["detector_model_error"]
+
+
 def test_check_config_fails_with_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -141,4 +154,4 @@ def test_run_without_a_checkpoint_is_a_startup_error(
         ["run", "--embedded", "--input", str(tmp_path / "videos"), "--checkpoint", str(missing)]
     )
     assert code == 2
-    assert str(missing) in capsys.readouterr().out
+    assert str(missing) in capsys.readouterr().err  # embedded: logs on stderr
