@@ -14,14 +14,19 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-@pytest.fixture(scope="module")
-def services() -> ModuleType:
-    path = REPO_ROOT / "deploy" / "local" / "services.py"
-    spec = importlib.util.spec_from_file_location("local_services", path)
+def _script(name: str) -> ModuleType:
+    """A script of deploy/local loaded as a module (they are not a package)."""
+    path = REPO_ROOT / "deploy" / "local" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"local_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def services() -> ModuleType:
+    return _script("services")
 
 
 def test_a_busy_preferred_port_is_replaced_by_a_free_one(services: ModuleType) -> None:
@@ -58,12 +63,7 @@ def test_stale_and_live_pid_files_are_cleaned_up(
 
 @pytest.fixture(scope="module")
 def demo() -> ModuleType:
-    path = REPO_ROOT / "deploy" / "local" / "demo.py"
-    spec = importlib.util.spec_from_file_location("local_demo", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("demo")
 
 
 def test_demo_verdicts_of_the_shipped_checkpoint_carry_a_caveat(

@@ -19,6 +19,22 @@ CONSUMER = [sys.executable, "-m", "consumer.cli"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), **extra}
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """`fame-consumer run --embedded ARGS...` to completion, its streams captured."""
+    return subprocess.run(
+        [*CONSUMER, "run", "--embedded", *args],
+        capture_output=True,
+        env=_env(**env),
+        cwd=REPO_ROOT,
+        timeout=300,
+        check=False,
+    )
+
+
 def _wait_for(stream: object, text: bytes, timeout_s: float) -> bytes:
     seen = b""
     selector = selectors.DefaultSelector()
@@ -37,13 +53,12 @@ def test_a_signal_while_reading_standard_input_drains_and_exits_0(
 ) -> None:
     """It used to abort (exit -6, "could not acquire lock for <_io.BufferedReader
     name='<stdin>'>"): the reading thread held stdin's buffer lock at interpreter exit."""
-    env = {**os.environ, "FAME_DETECTOR_MODEL": str(detector), "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
         [*CONSUMER, "run", "--embedded", "--input", "-"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=env,
+        env=_env(FAME_DETECTOR_MODEL=str(detector)),
         cwd=REPO_ROOT,
     )
     try:
@@ -62,15 +77,7 @@ def test_one_video_as_input_gives_one_verdict_on_standard_output(
 ) -> None:
     """Standard output carries only the records (logs go to standard error)."""
     video = shared / "data" / "samples" / "carphone_pristine.mp4"
-    env = {**os.environ, "FAME_DETECTOR_MODEL": str(detector), "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
-        [*CONSUMER, "run", "--embedded", "--input", str(video)],
-        capture_output=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-        check=False,
-    )
+    done = _run("--input", str(video), FAME_DETECTOR_MODEL=str(detector))
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     (line,) = done.stdout.decode().splitlines()
     verdict = json.loads(line)
@@ -83,15 +90,7 @@ def test_a_dead_lettered_event_makes_the_exit_status_1(tmp_path: Path, detector:
     events = tmp_path / "events.jsonl"
     events.write_text("this is not an event\n")
     output = tmp_path / "out.jsonl"
-    env = {**os.environ, "FAME_DETECTOR_MODEL": str(detector), "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
-        [*CONSUMER, "run", "--embedded", "--input", str(events), "--output", str(output)],
-        capture_output=True,
-        env=env,
-        cwd=REPO_ROOT,
-        timeout=300,
-        check=False,
-    )
+    done = _run("--input", str(events), "--output", str(output), FAME_DETECTOR_MODEL=str(detector))
     assert done.returncode == 1, done.stderr.decode()[-2000:]
     (letter,) = [json.loads(line) for line in output.read_text().splitlines()]
     assert letter["error_code"] == "invalid_json"
@@ -99,13 +98,6 @@ def test_a_dead_lettered_event_makes_the_exit_status_1(tmp_path: Path, detector:
 
 
 def test_an_output_in_a_missing_folder_is_a_startup_error(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*CONSUMER, "run", "--embedded", "--input", str(tmp_path), "--output", "/nope/x.jsonl"],
-        capture_output=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        timeout=120,
-        check=False,
-    )
+    done = _run("--input", str(tmp_path), "--output", "/nope/x.jsonl")
     assert done.returncode == 2
     assert b"startup failed" in done.stderr and b"Traceback" not in done.stderr
