@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import frontend
-from bench.stats import percentiles, ratio
+from bench.stats import outcome_rate, percentiles, ratio
 from bench.untrained import make_checkpoint
 from fame.faces.frontend import available_cpus
 from fame.video.decode import hwaccel_unavailable
@@ -101,7 +101,7 @@ def run(
         latency: dict[str, Any] = {}
         wide: dict[str, Any] = {}
         with _Service(env, work / "default", settings.timeout_s) as service:
-            service.offer([videos[0]], interval_s=0.0)  # loads the model and the detector
+            _warm_up(service, burst, settings.workers)
             result = service.offer(burst, interval_s=0.0)
             if clip is not None and latency_source is not None:
                 latency = _latency(service, clip, latency_source, settings)
@@ -113,7 +113,7 @@ def run(
                 "FAME_DETECTOR_THREADS": str(threads),
             }
             with _Service(wide_env, work / "wide", settings.timeout_s) as service:
-                service.offer([clip], interval_s=0.0)  # warm-up
+                _warm_up(service, [clip], workers)
                 wide = {
                     "workers": workers,
                     "detector_threads": threads,
@@ -170,10 +170,17 @@ def _nvdec_burst(
 def _burst(
     env: dict[str, str], work: Path, burst: list[Path], settings: EmbeddedSettings
 ) -> dict[str, Any]:
-    """The burst alone on a fresh process configured by ``env`` (warmed by one event)."""
+    """The burst alone on a fresh process configured by ``env`` (warmed up first)."""
     with _Service(env, work, settings.timeout_s) as service:
-        service.offer([burst[0]], interval_s=0.0)
+        _warm_up(service, burst, settings.workers)
         return service.offer(burst, interval_s=0.0)
+
+
+def _warm_up(service: _Service, videos: list[Path], workers: int) -> None:
+    """Every video once per worker, untimed: the model and each worker's detector load, and
+    each input size a worker will see is met once (on a GPU, PyTorch captures one CUDA graph per
+    detector input size on first sight: hundreds of ms that do not belong in the burst)."""
+    service.offer([video for video in dict.fromkeys(videos) for _ in range(workers)], 0.0)
 
 
 def _latency(
@@ -229,7 +236,8 @@ class _Service:
         self._stdin: IO[str] = self._proc.stdin
         self._timeout_s = timeout_s
         self._read_at = 0
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, dict[str, Any]] = {}  # verdicts by event id
+        self._dead_letters: set[str] = set()
 
     def __enter__(self) -> _Service:
         return self
@@ -255,19 +263,20 @@ class _Service:
             sent[event_id] = time.time()
             self._stdin.write(json.dumps(_event(event_id, video)) + "\n")
             self._stdin.flush()
-        records = self._wait_for(list(sent))
-        done = {e: datetime.fromisoformat(r["produced_at"]).timestamp() for e, r in records.items()}
-        verdicts = [r for r in records.values() if "verdict_id" in r]
+        verdicts = self._wait_for(list(sent))  # every event ends in a verdict, failed or not
+        judged = {e: v for e, v in verdicts.items() if v["status"] != "failed"}
+        done = {e: datetime.fromisoformat(v["produced_at"]).timestamp() for e, v in judged.items()}
         return {
             "events": len(videos),
             "interval_s": interval_s,
-            "verdicts": len(verdicts),
-            "statuses": sorted({v["status"] for v in verdicts}),
-            "dead_letters": len(records) - len(verdicts),
-            "events_per_s": ratio(len(records), max(done.values()) - started),
-            "latency_s": percentiles([done[e] - sent[e] for e in sent]),
+            "verdicts": len(judged),
+            "complete": len(judged) == len(videos),
+            "statuses": sorted({v["status"] for v in verdicts.values()}),
+            "dead_letters": sum(e in self._dead_letters for e in sent),
+            "events_per_s": outcome_rate(list(sent.values()), list(done.values()), interval_s > 0),
+            "latency_s": percentiles([done[e] - sent[e] for e in judged]),
             "verdict_total_s": percentiles(
-                [v["timings_ms"].get("total", 0.0) / 1000 for v in verdicts]
+                [v["timings_ms"].get("total", 0.0) / 1000 for v in judged.values()]
             ),
         }
 
@@ -290,8 +299,10 @@ class _Service:
         self._read_at += len(complete)
         for line in complete.splitlines():
             record = json.loads(line)
-            if record.get("event_id"):
+            if "verdict_id" in record:  # a failed event also writes a dead letter, after it
                 self._records[record["event_id"]] = record
+            elif record.get("event_id"):
+                self._dead_letters.add(record["event_id"])
 
 
 def _event(event_id: str, video: Path) -> dict[str, Any]:

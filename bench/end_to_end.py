@@ -35,7 +35,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import frontend, machine
-from bench.stats import percentiles, ratio, shares
+from bench.stats import outcome_rate, percentiles, ratio, shares
 from bench.untrained import make_checkpoint
 from fame.precision import resolve_precision
 from fame.quantize import find_int8_encoder
@@ -239,22 +239,27 @@ class _Load:
             )
             sent[event_id] = timestamp_ms
         received = self.collector.wait_for(list(sent), self.timeout_s)
-        latencies_s = [(received[e][0] - sent[e]) / 1000 for e in sent if e in received]
-        last_ms = max((timestamp for timestamp, _ in received.values()), default=0)
-        span_s = (last_ms - min(sent.values())) / 1000
+        statuses: Counter[str] = Counter(doc["status"] for _, doc in received.values())
+        # rates and latencies over judged videos only: a failed verdict or a dead letter is an
+        # outcome, but not the work the load measures (statuses and `complete` say if any)
+        judged = {e: r for e, r in received.items() if r[1]["status"] not in ("failed", "dlq")}
+        latencies_s = [(judged[e][0] - sent[e]) / 1000 for e in sent if e in judged]
         stage_ms: dict[str, float] = defaultdict(float)
-        statuses: Counter[str] = Counter()
-        for _, doc in received.values():
-            statuses[doc["status"]] += 1
+        for _, doc in judged.values():
             for stage, ms in doc.get("timings_ms", {}).items():
                 if stage not in _DERIVED_STAGES:
                     stage_ms[stage] += ms
         return {
             "kind": "paced" if interval_s > 0 else "burst",
             "events": events,
-            "verdicts": len(received),
+            "verdicts": len(judged),
+            "complete": len(judged) == events,
             "statuses": dict(statuses),
-            "events_per_s": ratio(len(received), span_s),
+            "events_per_s": outcome_rate(
+                [t / 1000 for t in sent.values()],
+                [t / 1000 for t, _ in judged.values()],
+                paced=interval_s > 0,
+            ),
             "latency_s": percentiles(latencies_s),
             "verdict_stage_share": {k: round(v, 4) for k, v in shares(dict(stage_ms)).items()},
         }

@@ -45,3 +45,14 @@ def shares(totals: dict[str, float]) -> dict[str, float]:
 
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
+
+
+def outcome_rate(sent_s: Sequence[float], done_s: Sequence[float], paced: bool) -> float:
+    """Events per second of a load. A burst: outcomes over the time from the first event sent
+    to the last outcome. A paced load: the rate outcomes came at, (N-1) over the first to the
+    last outcome; N over that span would count N-1 intervals as N (a rate above the offered)."""
+    if not done_s:
+        return 0.0
+    if paced and len(done_s) > 1:
+        return ratio(len(done_s) - 1, max(done_s) - min(done_s))
+    return ratio(len(done_s), max(done_s) - min(sent_s))

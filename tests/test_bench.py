@@ -17,7 +17,7 @@ from bench import run as bench_run
 from bench.end_to_end import parse_histograms, summarize_histograms
 from bench.model import ModelBenchSettings
 from bench.model import run as run_model
-from bench.stats import percentiles, shares, time_calls
+from bench.stats import outcome_rate, percentiles, shares, time_calls
 from consumer.metrics import Metrics
 from fame.precision import resolve_precision
 
@@ -79,6 +79,16 @@ def test_stats_helpers() -> None:
     assert len(time_calls(lambda: None, repeats=3, warmup=0)) == 3
     with pytest.raises(ValueError, match="repeats"):
         time_calls(lambda: None, repeats=0)
+
+
+def test_outcome_rates_of_bursts_and_paced_loads() -> None:
+    """A paced load of 5 events, one every 2 s, each done 1 s after it was sent: 0.5/s, not
+    5 events over 9 s (which grows with latency) nor 5 over 8 s (N over N-1 intervals)."""
+    sent = [0.0, 2.0, 4.0, 6.0, 8.0]
+    done = [t + 1.0 for t in sent]
+    assert outcome_rate(sent, done, paced=True) == pytest.approx(0.5)
+    assert outcome_rate(sent, [1.0, 1.5, 2.0, 2.5, 3.0], paced=False) == pytest.approx(5 / 3)
+    assert outcome_rate(sent, [], paced=True) == 0.0
 
 
 def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
