@@ -4,6 +4,8 @@ memory limits of a task are in tests/test_hostile.py.)"""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 
@@ -16,8 +18,8 @@ from schemas.errors import ErrorCode
 
 
 def _init(marker: str) -> str:
-    """Starts normally, unless the marker file says how to fail: "raise N" (N more times), or
-    "hang" (until the file is gone)."""
+    """Starts normally, unless the marker file says how to fail: "raise N" or "die N" (N more
+    times), or "hang" (until the file is gone)."""
     path = Path(marker)
     if path.exists():
         mode, _, count = path.read_text().partition(" ")
@@ -25,7 +27,9 @@ def _init(marker: str) -> str:
             while path.exists():
                 time.sleep(0.05)
         elif int(count) > 0:
-            path.write_text(f"raise {int(count) - 1}")
+            path.write_text(f"{mode} {int(count) - 1}")
+            if mode == "die":  # a crash in native code: no message, no exception
+                os._exit(11)
             raise RuntimeError("CUDA out of memory while the old worker's context is freed")
     return marker
 
@@ -57,6 +61,25 @@ def test_a_replacement_that_cannot_start_is_tried_again(tmp_path: Path) -> None:
         assert isinstance(error, PoisonError) and error.code == ErrorCode.DECODE_CRASHED
         assert waiting.result(timeout=30) == "ABC"  # waited for the third start, not failed
         assert marker.read_text() == "raise 0" and pool.healthy
+
+
+def test_a_replacement_that_dies_starting_is_tried_again_after_a_pause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash in start-up (no message, no exception) counts as a failed start: backoff, not a
+    tight respawn loop, and the log says what happened."""
+    marker = tmp_path / "marker"
+    with (
+        caplog.at_level(logging.ERROR, logger="fame.video.sandbox"),
+        SandboxPool(
+            init=_init, init_arg=str(marker), run=_run, workers=1, task_timeout_s=30
+        ) as pool,
+    ):
+        marker.write_text("die 2")
+        assert isinstance(pool.submit("crash").exception(timeout=30), PoisonError)
+        assert pool.submit("abc").result(timeout=30) == "ABC"
+    assert marker.read_text() == "die 0"
+    assert "exited with code 11 while starting" in caplog.text  # counted as a failed start
 
 
 def test_a_replacement_that_hangs_starting_is_replaced(tmp_path: Path) -> None:

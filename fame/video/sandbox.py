@@ -246,10 +246,9 @@ class SandboxPool(Generic[A, S, T, R]):
         now = time.monotonic()
         survivors: list[_Worker] = []
         for worker in self._workers:
-            start_overdue = not worker.ready and now >= worker.started + self._start_timeout_s
-            if worker.init_error is not None or start_overdue:
+            if not worker.ready and (why := self._start_failure(worker, now)) is not None:
                 _kill(worker)
-                self._schedule_respawn(now, worker.init_error)
+                self._schedule_respawn(now, why)
                 continue
             timed_out = worker.task_id is not None and now >= worker.deadline
             if not (timed_out or not worker.process.is_alive()):
@@ -263,14 +262,20 @@ class SandboxPool(Generic[A, S, T, R]):
         self._respawn_at = [at for at in self._respawn_at if at > now]
         self._workers = survivors + [self._spawn() for _ in due]
 
-    def _schedule_respawn(self, now: float, error: FameError | None) -> None:
+    def _start_failure(self, worker: _Worker, now: float) -> str | None:
+        """Why a worker that is not ready yet has failed to start, or None while it may."""
+        if worker.init_error is not None:
+            return str(worker.init_error)
+        if not worker.process.is_alive():  # died before it could say why (a crash in init)
+            return f"exited with code {worker.process.exitcode} while starting"
+        if now >= worker.started + self._start_timeout_s:
+            return f"not ready within {self._start_timeout_s} s"
+        return None
+
+    def _schedule_respawn(self, now: float, why: str) -> None:
         self._failed_starts += 1
         delay_s = min(_RESPAWN_BASE_S * 2 ** (self._failed_starts - 1), _RESPAWN_MAX_S)
-        log.error(
-            "sandbox worker could not start (%s); trying again in %.0f s",
-            error or f"not ready within {self._start_timeout_s} s",
-            delay_s,
-        )
+        log.error("sandbox worker could not start (%s); trying again in %.0f s", why, delay_s)
         self._respawn_at.append(now + delay_s)
 
     def _death_error(self, timed_out: bool, worker: _Worker) -> PoisonError:
