@@ -177,10 +177,8 @@ def _burst(
 
 
 def _warm_up(service: _Service, videos: list[Path], workers: int) -> None:
-    """Every video once per worker, untimed: the model and each worker's detector load, and
-    each input size a worker will see is met once (on a GPU, PyTorch captures one CUDA graph per
-    detector input size on first sight: hundreds of ms that do not belong in the burst)."""
-    service.offer([video for video in dict.fromkeys(videos) for _ in range(workers)], 0.0)
+    """Untimed, as the front-end ceiling is warmed (`frontend.warm_up_videos`)."""
+    service.offer(frontend.warm_up_videos(videos, workers), 0.0)
 
 
 def _latency(

@@ -177,6 +177,13 @@ def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, A
     return rows
 
 
+def warm_up_videos(videos: list[Path], workers: int) -> list[Path]:
+    """Each distinct video once per worker: what every timed run here is warmed with, so that
+    each worker has loaded its detector and met each input size (on a GPU, PyTorch captures a
+    CUDA graph per detector input size on first sight) before the clock runs."""
+    return [video for video in dict.fromkeys(videos) for _ in range(workers)]
+
+
 def _warm_detectors(
     videos: list[Path], config: FrontEndConfig, detectors: list[FaceDetector]
 ) -> None:
@@ -316,9 +323,7 @@ def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, 
     loading excluded: the pool is warmed by one video first)."""
     config = frontend_config(detector_path)
     with FrontEndPool(config, workers=workers) as pool:
-        # each video once per worker, as the embedded burst is warmed (bench.embedded._warm_up)
-        warm_up = [video for video in dict.fromkeys(videos) for _ in range(workers)]
-        for warm in [pool.submit(video) for video in warm_up]:
+        for warm in [pool.submit(video) for video in warm_up_videos(videos, workers)]:
             warm.result()
         started = time.perf_counter()
         results = [f.result() for f in [pool.submit(path) for path in videos]]

@@ -135,14 +135,16 @@ def _resolved_models(settings: Settings) -> dict[str, str | None]:
     except FameError as error:
         resolved["checkpoint"] = None
         resolved["checkpoint_error"] = error.message
+    resolved["detector_model"] = None
     try:
         detector = resolve_detector_path(settings.detector_model)
-        resolved["detector_model"] = None if detector is None else str(detector)
     except FameError as error:
-        resolved["detector_model"] = None
         resolved["detector_model_error"] = error.message
-    if resolved.get("detector_model") is None and "detector_model_error" not in resolved:
-        resolved["detector_model_error"] = "no SCRFD model found: the weak fallback would load"
+    else:
+        if detector is None:
+            resolved["detector_model_error"] = "no SCRFD model found: the weak fallback would load"
+        else:
+            resolved["detector_model"] = str(detector)
     return resolved
 
 

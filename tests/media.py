@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
+
+from fame.video.decode import DecodeLimits, SamplingPolicy, Video
 
 
 def read_frames(path: Path, limit: int | None = None) -> tuple[list[np.ndarray], float]:
@@ -63,3 +67,12 @@ def split_video(
         )
         for i in range(parts)
     ]
+
+
+def sampled_frames(path: Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` frames at the service's sampling (an image has one); skips the test
+    when the file is missing (the GPU run carries only a few of the shared files)."""
+    if not path.exists():
+        pytest.skip(f"{path} not in the shared folder")
+    with Video(path, DecodeLimits()) as video:
+        return [frame.rgb for frame in itertools.islice(video.frames(SamplingPolicy()), count)]

@@ -16,8 +16,8 @@ from fame.faces import detector as detector_module
 from fame.faces.detector import ScrfdDetector, fit_input_size
 from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool, available_cpus
 from fame.faces.scrfd_graph import free_size_graph
-from fame.video.decode import DecodeLimits, SamplingPolicy, Video
 from schemas.errors import ErrorCode
+from tests.media import sampled_frames
 
 
 @pytest.mark.parametrize(
@@ -33,12 +33,6 @@ from schemas.errors import ErrorCode
 )
 def test_fit_input_size(height: int, width: int, det_size: int, expected: tuple[int, int]) -> None:
     assert fit_input_size(height, width, det_size) == expected
-
-
-def _frames(path: Path, count: int = 6) -> list[np.ndarray]:
-    with Video(path, DecodeLimits()) as video:
-        frames = video.frames(SamplingPolicy())
-        return [next(frames).rgb for _ in range(count)]
 
 
 def _original(detector: Path):  # type: ignore[no-untyped-def]
@@ -58,7 +52,7 @@ def _max_box_change(shared: Path, detector: Path, video: str, det_size: int = 64
         ScrfdDetector(detector, det_thresh=0.4, det_size=det_size),
     )
     change = 0.0
-    for rgb in _frames(shared / "data" / video):
+    for rgb in sampled_frames(shared / "data" / video, 6):
         boxes, _ = original.detect(np.ascontiguousarray(rgb[:, :, ::-1]))
         found = freed.detect(rgb)
         assert len(found) == len(boxes) == 1

@@ -3,7 +3,6 @@ faces as InsightFace's ``SCRFD.detect``, bit for bit, at a fraction of its host 
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import cv2
@@ -12,7 +11,7 @@ import pytest
 
 from fame.faces.detector import ScrfdDetector
 from fame.faces.scrfd_frame import AnchorTables, ScrfdLayout, blob, letterbox
-from fame.video.decode import DecodeLimits, SamplingPolicy, Video
+from tests.media import sampled_frames
 
 # a square frame upscaled, a wide and a tall one, a tiny one, and six faces in a photo
 MEDIA = [
@@ -22,13 +21,6 @@ MEDIA = [
     "samples/carphone_pristine.mp4",
     "samples/group_t1.jpg",
 ]
-
-
-def _frames(path: Path, count: int = 3) -> list[np.ndarray]:
-    if not path.exists():  # the GPU run carries a few of the shared files
-        pytest.skip(f"{path} not in the shared folder")
-    with Video(path, DecodeLimits()) as video:
-        return [frame.rgb for frame in itertools.islice(video.frames(SamplingPolicy()), count)]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +35,7 @@ def test_faces_are_insightfaces_bit_for_bit(
     adapter = onnx_detector._model
     adapter.prepare(0, det_thresh=onnx_detector.det_thresh)
     found = 0
-    for rgb in _frames(shared / "data" / media):
+    for rgb in sampled_frames(shared / "data" / media, 3):
         size = onnx_detector.input_size(*rgb.shape[:2])
         want, want_points = adapter.detect(np.ascontiguousarray(rgb[:, :, ::-1]), input_size=size)
         got = onnx_detector.detect(rgb)

@@ -3,7 +3,6 @@ a clear refusal of graphs it cannot run."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +20,8 @@ from fame.faces.detector import ScrfdDetector, load_detector
 from fame.faces.frontend import FrontEnd, FrontEndConfig
 from fame.faces.scrfd_graph import free_size_graph
 from fame.faces.torch_session import TorchSession, UnsupportedGraphError
-from fame.video.decode import DecodeLimits, SamplingPolicy, Video
 from schemas.errors import ErrorCode
+from tests.media import sampled_frames
 
 CPU = ["CPUExecutionProvider"]
 
@@ -66,12 +65,6 @@ def test_session_interface_is_what_insightface_reads(detector: Path) -> None:
     assert [p.shape for p in picked] == [(1, 8 * 12 * 2, 10), (1, 2 * 3 * 2, 1)]
 
 
-def _frames(path: Path, count: int) -> list[np.ndarray]:
-    """Up to ``count`` sampled frames (an image has one)."""
-    with Video(path, DecodeLimits()) as video:
-        return [frame.rgb for frame in itertools.islice(video.frames(SamplingPolicy()), count)]
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replay_matches_eager_at_every_size(detector: Path) -> None:
     graph = free_size_graph(detector)
@@ -106,10 +99,7 @@ def test_detector_finds_the_same_faces_on_either_backend(
     torch_backend = ScrfdDetector(detector, det_thresh=0.4, backend="torch")
     assert onnx_runtime.name.endswith("@CPUExecutionProvider")
     assert torch_backend.name.endswith(("@torch:cpu", "@torch:cuda"))
-    path = shared / "data" / video
-    if not path.exists():  # the GPU run carries a few of the shared files
-        pytest.skip(f"{path} not in the shared folder")
-    for rgb in _frames(path, 4):
+    for rgb in sampled_frames(shared / "data" / video, 4):
         want, got = onnx_runtime.detect(rgb), torch_backend.detect(rgb)
         assert len(got) == len(want) == faces
         np.testing.assert_allclose(got.boxes, want.boxes, atol=0.05)

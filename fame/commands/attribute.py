@@ -89,7 +89,9 @@ def _video_input(text: str) -> VideoInput:
     """A local path, or a ``file://`` URI, makes its folder an allowed file root (symlinks are
     followed first, as the fetch does); http(s) is left to the fetch policy, which refuses what
     the service would refuse (private and loopback addresses among them)."""
-    if "://" not in text:  # as the front end tells a URI from a path
+    from fame.faces.frontend import is_uri
+
+    if not is_uri(text):
         path = Path(text).resolve()
         return VideoInput(text, path.as_uri(), path.parent, path.stem)
     try:

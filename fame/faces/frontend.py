@@ -167,7 +167,7 @@ class FrontEnd:
                 self.config.limits,
                 hwaccel,
                 self.config.detector_threads,
-                name=str(source) if _is_uri(source) else None,  # not the fetched copy's name
+                name=str(source) if is_uri(source) else None,  # not the fetched copy's name
             ) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
@@ -279,7 +279,8 @@ class _TrackingRun:
         )
 
 
-def _is_uri(source: str | Path) -> TypeGuard[str]:
+def is_uri(source: str | Path) -> TypeGuard[str]:
+    """A URI to fetch (``scheme://...``), not a local path: how every caller tells them apart."""
     return isinstance(source, str) and "://" in source
 
 
@@ -293,7 +294,7 @@ def _local_file(
 ) -> Iterator[Path]:
     """The local file to decode; a URI is fetched into a temp dir that is removed on the way
     out (a process killed meanwhile cannot: `FrontEndPool` removes its task folders itself)."""
-    if not _is_uri(source):
+    if not is_uri(source):
         yield Path(source)
         return
     with tempfile.TemporaryDirectory(prefix="fame-fetch-", dir=work_dir or config.work_dir) as tmp:
@@ -365,7 +366,7 @@ class FrontEndPool:
         """A URI is fetched into a folder this process creates and removes once the task ends,
         however it ends: a worker killed for time or memory leaves its download behind, and
         hundreds of MB per task would fill the pod's scratch space."""
-        if not _is_uri(source):
+        if not is_uri(source):
             return self._pool.submit((source, sha256, None))
         work_dir = Path(tempfile.mkdtemp(prefix="fame-task-", dir=self.config.work_dir))
         future = self._pool.submit((source, sha256, work_dir))
