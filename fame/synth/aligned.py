@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from fame.errors import PoisonError
+from fame.faces.align import similarity_matrix
 from fame.faces.detector import FaceDetector
 from fame.video.decode import DecodeLimits, SamplingPolicy, Video
 from schemas.errors import ErrorCode
@@ -71,7 +72,7 @@ def align_video(
         keypoints = _largest_face_keypoints(detector, rgb)
         if keypoints is None:
             continue
-        matrix = _similarity(keypoints, template)
+        matrix = similarity_matrix(keypoints, template)
         if matrix is None:
             continue
         matrices[i], has_face[i] = matrix, True
@@ -97,12 +98,3 @@ def _largest_face_keypoints(detector: FaceDetector, rgb: np.ndarray) -> np.ndarr
     boxes = detections.boxes
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return np.asarray(detections.keypoints[int(np.argmax(areas))], dtype=np.float64)
-
-
-def _similarity(points: np.ndarray, template: np.ndarray) -> np.ndarray | None:
-    from skimage.transform import SimilarityTransform
-
-    transform = SimilarityTransform.from_estimate(points, template)
-    if not transform:
-        return None
-    return np.asarray(transform.params[:2], dtype=np.float64)
