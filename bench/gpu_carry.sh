@@ -7,24 +7,28 @@
 #   .gpu/  the front-end, event and latency (driving_d10) videos, the six-face photo of the
 #          detector tests, and SCRFD-500M
 # (the synth probe's crops, `--save-crops`, are 11 MB more; that probe is host-bound there)
-# Both folders are git-ignored here (.git/info/exclude). Then, one device call with
-# carry [".gpu", ".whl"] runs the block printed at the end (see docs/benchmarks.md).
+# Both folders are git-ignored here (.git/info/exclude). Then one device call with
+# carry [".gpu", ".whl"] runs `bash bench/gpu_run.sh` (see docs/benchmarks.md);
+# `bash bench/gpu_dryrun.sh` rehearses that call here first, on the CPU, at no device time.
+# CARRY_PY (default 3.12, the image's Python) and WHL_DIR (default .whl) serve the rehearsal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED="${FAME_SHARED_DIR:-../shared}"
 PY=.venv/bin/python
+CARRY_PY="${CARRY_PY:-3.12}"
+WHL_DIR="${WHL_DIR:-.whl}"
 
 for ignored in /.whl/ /.gpu/; do
   grep -qxF "$ignored" .git/info/exclude || echo "$ignored" >> .git/info/exclude
 done
 
 version() { "$PY" -c "import importlib.metadata as m; print(m.version('$1'))"; }
-mkdir -p .whl
+rm -rf "$WHL_DIR" && mkdir -p "$WHL_DIR"  # one version of each: two stop the install there
 for name in av insightface pydantic pydantic_core annotated-types typing-inspection typing_extensions \
     pydantic-settings python-dotenv redis pytest pluggy iniconfig packaging pygments; do
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$CARRY_PY" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d .whl "$name==$(version "$name")"
+    --platform manylinux2014_x86_64 -d "$WHL_DIR" "$name==$(version "$name")"
 done
 
 rm -rf .gpu  # only what this call needs: the carry limit counts every byte
@@ -34,16 +38,7 @@ cp "$SHARED"/data/faces/{driving_d0,driving_d10,driving_d11,driving_d18,driving_
   .gpu/shared/data/faces/
 cp "$SHARED/models/scrfd_500m_bnkps.onnx" .gpu/shared/models/
 
-du -sh .whl .gpu
-echo "carried in all (repository files + .whl + .gpu), limit 64 MiB:"
-{ git ls-files -z | xargs -0 du -cb | tail -1; du -sb .whl .gpu; } | awk '{s += $1} END {printf "%.1f MiB\n", s / 1048576}'
-cat <<'EOF'
-device command (carry [".gpu", ".whl"]):
-set -o pipefail; export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 FAME_SHARED_DIR=.gpu/shared;
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit;
-python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py tests/test_scrfd_frame.py tests/test_detector_size.py 2>&1 | tail -15;
-python3 -m bench.run --only frontend embedded --out $OUT/gpu-frontend-embedded.json;
-python3 -m bench.run --only model --out $OUT/gpu-model.json
-EOF
-echo "(the model section was measured on an H200 on 2026-11-26: it runs last, so a call cut short"
-echo " loses it first; bench.run writes its raw file after every section)"
+du -sh "$WHL_DIR" .gpu
+echo "carried in all (repository files + wheels + .gpu), limit 64 MiB:"
+{ git ls-files -z | xargs -0 du -cb | tail -1; du -sb "$WHL_DIR" .gpu; } | awk '{s += $1} END {printf "%.1f MiB\n", s / 1048576}'
+echo 'device command (carry [".gpu", ".whl"], timeout_s about 580): bash bench/gpu_run.sh'
