@@ -3,14 +3,17 @@
 Runs `fame attribute --json` with the default checkpoint over the shared face videos and two
 samples, once with the default settings and once per lever: detecting on every k-th sampled
 frame (`--every`, as `FAME_DETECT_EVERY`), a smaller detector input (`--size`, as
-`FAME_DETECT_SIZE`) and another model precision (`--precision`, as `FAME_PRECISION`: the default
-`auto` is int8 on a CPU where the checkpoint has its int8 encoder). Each lever is compared with
-the default: same video label, and the largest change of any class probability of the dominant
-track. Speed is `bench.run`'s job (front-end and end-to-end sections); this is the price in
-fidelity.
+`FAME_DETECT_SIZE`), another model precision (`--precision`, as `FAME_PRECISION`: the default
+`auto` is int8 on a CPU where the checkpoint has its int8 encoder) and another detector runtime
+(`--backend`, as `FAME_DETECTOR_BACKEND`: `torch` is what a GPU machine without onnxruntime-gpu
+runs, letterboxing frames smaller than the detector input on the device). Each lever is
+compared with the default: same video label, and the largest change of any class probability of
+the dominant track. Speed is `bench.run`'s job (front-end and end-to-end sections); this is the
+price in fidelity.
 
     .venv/bin/python -m bench.fidelity --every 2 3 --size 320     # ~1 min per lever on 2 cores
     .venv/bin/python -m bench.fidelity --every --size --precision fp32 bf16
+    .venv/bin/python -m bench.fidelity --every --size --backend torch
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--precision", nargs="*", default=[], help="FAME_PRECISION values to test (fp32 bf16 int8)"
     )
+    parser.add_argument(
+        "--backend", nargs="*", default=[], help="FAME_DETECTOR_BACKEND values to test (torch)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     data = shared_dir() / "data"
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     levers = {f"detect_every={k}": ["--detect-every", str(k)] for k in args.every}
     levers |= {f"detect_size={s}": ["--detect-size", str(s)] for s in args.size}
     levers |= {f"precision={p}": ["--precision", p] for p in args.precision}
+    levers |= {f"detector_backend={b}": ["--detector-backend", b] for b in args.backend}
     base = attribute(videos, [])
     rows = {name: compare(base, attribute(videos, options)) for name, options in levers.items()}
     for name, row in rows.items():

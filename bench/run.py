@@ -331,6 +331,12 @@ def summary(results: dict[str, Any]) -> str:
                 f"InsightFace {row['insightface_detect_ms']:.2f} "
                 f"({row['speedup_vs_insightface']:.2f}x)"
             )
+            if row.get("letterbox_on") == "device":
+                lines.append(
+                    f"      letterbox on the device, in the network's call: "
+                    f"{row['device_letterbox_speedup']:.2f}x the host's letterbox "
+                    f"({row['letterbox_ms']:.2f}) + call ({row['letterboxed_network_ms']:.2f})"
+                )
     if "e2e" in results:
         e = results["e2e"]
         c = e["frontend_ceiling"]

@@ -115,6 +115,26 @@ def test_frontend_bench_on_one_video(shared: Path, detector: Path) -> None:
         assert r["ms"] > 0 and r["max_abs_diff"] < 1e-3
 
 
+def test_detector_host_work_on_either_runtime(shared: Path, detector: Path) -> None:
+    """PyTorch letterboxes a frame smaller than the input on its device, so its runtime call
+    includes that resize; ONNX Runtime's gets the host's letterbox."""
+    from fame.faces.detector import ScrfdDetector
+
+    video = shared / "data" / "samples" / "carphone_pristine.mp4"  # 176x144: enlarged
+    for backend, letterbox_on in (("onnxruntime", "host"), ("torch", "device")):
+        scrfd = ScrfdDetector(detector, backend=backend)
+        (row,) = frontend.detector_host([video], scrfd, frames=3, repeats=1)
+        assert row["letterbox_on"] == letterbox_on
+        assert row["input"] == "640x544"
+        assert row["network_ms"] > 0
+        assert row["host_ms"] == pytest.approx(row["detect_ms"] - row["network_ms"])
+        if letterbox_on == "device":
+            host_path = row["letterbox_ms"] + row["letterboxed_network_ms"]
+            assert row["device_letterbox_speedup"] == pytest.approx(host_path / row["network_ms"])
+        else:
+            assert "letterbox_ms" not in row
+
+
 @pytest.mark.integration
 def test_redis_memory_of_a_real_state_key(redis_url: str) -> None:
     result = redis_memory.run(redis_url, track_counts=(1, 2))
@@ -267,6 +287,22 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     results["frontend"]["detector_network"].append(
         {"runtime": "torch:cuda graphs", "input": "640x384", "ms": 0.4, "max_abs_diff": 2e-3}
     )
+    results["frontend"].setdefault("detector_host", []).append(
+        {
+            "video": "carphone_pristine.mp4",
+            "resolution": "176x144",
+            "input": "640x544",
+            "letterbox_on": "device",
+            "detect_ms": 0.9,
+            "network_ms": 0.6,
+            "host_ms": 0.3,
+            "insightface_detect_ms": 3.0,
+            "speedup_vs_insightface": 3.33,
+            "letterbox_ms": 0.35,
+            "letterboxed_network_ms": 0.55,
+            "device_letterbox_speedup": 1.5,
+        }
+    )
     embedded = results["embedded"]
     embedded["detector_onnxruntime_cpu"] = {"events_per_s": 1.0, "events_per_s_vs_default": 0.3}
     embedded["nvdec"] = {
@@ -280,6 +316,7 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     assert "decode-only on NVDEC failed: [corrupt_stream] cannot open" in text
     assert "NVDEC really decoded: True" in text
     assert "torch:cuda graphs" in text
+    assert "letterbox on the device, in the network's call: 1.50x the host's letterbox" in text
     assert "FAME_DETECTOR_BACKEND=onnxruntime (SCRFD on the CPU), burst: 1.000" in text
     assert "FAME_HWACCEL=cuda (NVDEC), burst: 4.000 events/s (1.20x" in text
     embedded["nvdec"] = {"error": "RuntimeError('no NVDEC')"}

@@ -31,11 +31,13 @@ from fame.errors import FameError, ModelMissingError
 from fame.faces.scrfd_frame import (
     AnchorTables,
     Candidates,
+    Fit,
     ScrfdLayout,
     blob,
     candidates_numpy,
     candidates_torch,
     decode,
+    fit,
     letterbox,
 )
 from fame.faces.scrfd_graph import STRIDE, free_size_graph
@@ -124,9 +126,12 @@ class ScrfdDetector:
     def detect(self, rgb: np.ndarray) -> Detections:
         size = self.input_size(*rgb.shape[:2])
         try:
-            boxed = letterbox(rgb, size)
-            found = self._candidates(boxed.image)
-            pre_det, points = decode(found, self._anchors.get(size[1], size[0]), boxed.scale)
+            placed = fit(rgb.shape, size)
+            if self.letterboxes_on_device(rgb.shape):
+                found = self._candidates_of_frame(rgb, size, placed)
+            else:
+                found = self._candidates(letterbox(rgb, size).image)
+            pre_det, points = decode(found, self._anchors.get(size[1], size[0]), placed.scale)
             keep = self._model.nms(pre_det)
         except Exception as e:
             raise FameError(
@@ -137,6 +142,27 @@ class ScrfdDetector:
             scores=np.ascontiguousarray(pre_det[keep, 4]).reshape(-1),
             keypoints=None if points is None else np.ascontiguousarray(points[keep]),
         )
+
+    def letterboxes_on_device(self, frame_shape: tuple[int, ...]) -> bool:
+        """Whether a frame of this shape is letterboxed on PyTorch's device (`run_frame`): where
+        PyTorch runs the network and the frame is smaller than its letterbox, so it crosses to
+        the device in fewer bytes and the worker's CPU skips the upscale."""
+        size = self.input_size(*frame_shape[:2])
+        return self._on_torch and fit(frame_shape, size).enlarges(frame_shape)
+
+    def _candidates_of_frame(
+        self, rgb: np.ndarray, size: tuple[int, int], placed: Fit
+    ) -> Candidates:
+        """As `_candidates`, PyTorch only, letterboxing the frame on its device."""
+        import torch
+
+        layout = self._layout
+        with torch.inference_mode():
+            outputs = self._model.session.run_frame(
+                rgb, size, (placed.width, placed.height), layout.mean, layout.std
+            )
+            ordered = [outputs[name] for name in layout.output_names]
+            return candidates_torch(layout, ordered, self.det_thresh)
 
     def _candidates(self, image: np.ndarray) -> Candidates:
         """Anchors above the threshold, from the runtime's outputs (kept on the device under

@@ -7,9 +7,11 @@ from ``cv2.dnn.blobFromImage``, 2.5 ms; every anchor's box and keypoints decoded
 threshold). A front-end worker whose network runs on the GPU would be bound by that host work,
 not by the GPU. Here the frame stays RGB, the blob is built per channel plane (about 15x faster,
 bit-identical), only anchors above the threshold are decoded, and under PyTorch the letterboxed
-uint8 image goes to the device (a quarter of the float blob's bytes), is normalised there inside
-the CUDA graph, and only the candidates come back. The arithmetic is InsightFace's, in its order,
-so the faces are the ones its ``detect`` finds (tested bit for bit on ONNX Runtime); what the
+uint8 image goes to the device (a quarter of the float blob's bytes; a frame smaller than its
+letterbox goes as decoded and is letterboxed there), is normalised there inside the CUDA graph,
+and only the candidates come back. The arithmetic is InsightFace's, in its order,
+so the faces are the ones its ``detect`` finds (tested bit for bit on ONNX Runtime; PyTorch's
+resize on the device is within a grey level of OpenCV's, see `TorchSession.run_frame`); what the
 graph's outputs mean (strides, anchors per cell, keypoints, normalisation) and the NMS are still
 read from its adapter (`ScrfdLayout.of`).
 """
@@ -59,23 +61,44 @@ class ScrfdLayout:
 
 
 @dataclass(frozen=True)
+class Fit:
+    """Where a frame goes in the detector input: resized to ``width`` x ``height`` in its
+    top-left corner (aspect kept), ``scale`` detector-input pixels per frame pixel."""
+
+    width: int
+    height: int
+    scale: float
+
+    def enlarges(self, frame_shape: tuple[int, ...]) -> bool:
+        """Whether the resized frame has more pixels than the frame as decoded."""
+        return self.width * self.height > frame_shape[0] * frame_shape[1]
+
+
+def fit(frame_shape: tuple[int, ...], size: tuple[int, int]) -> Fit:
+    """The frame fitted into ``size`` (width, height), aspect kept, zero padding right and below:
+    InsightFace's ``_detect_candidates`` sizing."""
+    width, height = size
+    frame_ratio = float(frame_shape[0]) / frame_shape[1]
+    if frame_ratio > float(height) / width:
+        new_height, new_width = height, max(1, int(height / frame_ratio))
+    else:
+        new_height, new_width = max(1, int(width * frame_ratio)), width
+    return Fit(new_width, new_height, float(new_height) / frame_shape[0])
+
+
+@dataclass(frozen=True)
 class Letterboxed:
     image: np.ndarray  # uint8 [H_in, W_in, 3] RGB: the frame resized into the top-left corner
     scale: float  # detector-input pixels per frame pixel
 
 
 def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> Letterboxed:
-    """The frame fitted into ``size`` (width, height), aspect kept, zero padding right and below:
-    InsightFace's ``_detect_candidates`` sizing, resized straight into the padded image."""
+    """The frame resized straight into the padded detector input (see `fit`)."""
     width, height = size
-    frame_ratio = float(rgb.shape[0]) / rgb.shape[1]
-    if frame_ratio > float(height) / width:
-        new_height, new_width = height, max(1, int(height / frame_ratio))
-    else:
-        new_height, new_width = max(1, int(width * frame_ratio)), width
+    placed = fit(rgb.shape, size)
     image = np.zeros((height, width, 3), np.uint8)
-    cv2.resize(rgb, (new_width, new_height), dst=image[:new_height, :new_width])
-    return Letterboxed(image, float(new_height) / rgb.shape[0])
+    cv2.resize(rgb, (placed.width, placed.height), dst=image[: placed.height, : placed.width])
+    return Letterboxed(image, placed.scale)
 
 
 def blob(image: np.ndarray, mean: float, std: float) -> np.ndarray:
