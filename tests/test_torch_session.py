@@ -144,6 +144,20 @@ def test_letterbox_on_the_device_is_opencvs_within_a_grey_level(
     assert not got[placed.height :].any() and not got[:, placed.width :].any()
 
 
+def test_a_reversed_view_is_letterboxed_on_the_device_like_its_copy(
+    shared: Path, detector: Path
+) -> None:
+    """A caller's BGR -> RGB view (negative strides), which torch cannot wrap as it is."""
+    (rgb,) = sampled_frames(shared / "data" / "samples" / "carphone_pristine.mp4", 1)
+    view = np.ascontiguousarray(rgb[:, :, ::-1])[:, :, ::-1]
+    assert view.strides[2] < 0
+    torch_backend = ScrfdDetector(detector, det_thresh=0.4, backend="torch")
+    assert torch_backend.letterboxes_on_device(view.shape)
+    want, got = torch_backend.detect(rgb), torch_backend.detect(view)
+    assert len(want) == 1
+    np.testing.assert_array_equal(got.boxes, want.boxes)
+
+
 def test_only_frames_smaller_than_the_input_are_letterboxed_on_the_device(detector: Path) -> None:
     """A frame larger than the input goes over the bus letterboxed (fewer bytes), and then its
     faces are ONNX Runtime's exactly as before; a smaller one goes as decoded."""

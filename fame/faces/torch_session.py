@@ -151,6 +151,7 @@ class TorchSession:
         OpenCV's ``INTER_LINEAR`` (half-pixel centres, no antialiasing) in float, rounded to
         uint8: within one grey level of ``cv2.resize``, whose weights are fixed-point."""
         with torch.inference_mode():
+            rgb = np.ascontiguousarray(rgb)  # torch takes no reversed views (BGR -> RGB)
             frame = torch.from_numpy(rgb).to(self.device)
             image = letterbox_tensor(frame, size, fitted)
         return self._run(("image", mean, std), self._image_program(mean, std), image)
