@@ -66,9 +66,10 @@ def frontend_config(detector_path: Path) -> FrontEndConfig:
     return FrontEndConfig(detector_path=str(detector_path), allow_fallback_detector=False)
 
 
-def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
-    """Per video and stage: sampled frames/s, plus the front end's own per-stage timings."""
-    config = frontend_config(detector_path)
+def run(videos: list[Path], detector_path: Path, backend: str = "auto") -> dict[str, Any]:
+    """Per video and stage: sampled frames/s, plus the front end's own per-stage timings.
+    ``backend``: the detector runtime of the default front end (`FAME_DETECTOR_BACKEND`)."""
+    config = dataclasses.replace(frontend_config(detector_path), detector_backend=backend)
     detectors: dict[tuple[int, str], FaceDetector] = {}
 
     def build(settings: Lever) -> FrontEnd:
@@ -79,7 +80,7 @@ def run(videos: list[Path], detector_path: Path) -> dict[str, Any]:
         detectors.setdefault(key, frontend.detector)
         return frontend
 
-    frontend = build(Lever())
+    frontend = build(Lever(detector_backend=backend))
     other = other_backend(frontend.detector.name)
     settings_of = {**LEVERS, f"detector_backend_{other}": Lever(detector_backend=other)}
     nvdec = hwaccel_unavailable("cuda") is None

@@ -22,6 +22,10 @@ from typing import Any
 
 from bench import machine
 
+# fame.faces.detector.DETECTOR_BACKENDS (a test checks): not imported, since `--only model` must
+# run where only torch is installed
+BACKENDS = ("auto", "onnxruntime", "torch")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 SECTIONS = ("model", "frontend", "e2e", "embedded", "redis")
@@ -71,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=os.environ.get("FAME_DETECTOR_MODEL"),
         help="SCRFD .onnx (default: FAME_DETECTOR_MODEL, else shared/models/scrfd_500m_bnkps)",
+    )
+    parser.add_argument(
+        "--detector-backend",
+        choices=BACKENDS,
+        default="auto",
+        help="the front-end section's detector runtime (FAME_DETECTOR_BACKEND; default: auto)",
     )
     parser.add_argument("--model", default="fame", help="FAME registry name (default: fame)")
     parser.add_argument("--out", type=Path, help="result file (default: bench/results/...)")
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import frontend
 
         videos = [data / v for v in FRONTEND_VIDEOS[: 2 if args.quick else None]]
-        results["frontend"] = frontend.run(videos, detector)
+        results["frontend"] = frontend.run(videos, detector, args.detector_backend)
         save()
     if "e2e" in args.only or "redis" in args.only:
         services = services_env()

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from insightface.utils.face_align import arcface_dst
 from skimage.transform import SimilarityTransform
 
-from fame.faces.align import align_face, similarity_matrix
+from fame.faces.align import align_face, similarity_matrix, square_box_crop
 
 TEMPLATE = np.asarray(arcface_dst, dtype=np.float64)
 
@@ -55,8 +55,10 @@ def test_exact_similarity_is_recovered() -> None:
     [np.full((5, 2), 300.0), np.full((5, 2), np.nan), np.array([[1.0, 2.0]] * 4 + [[np.inf, 0]])],
     ids=["one-place", "nan", "inf"],
 )
-def test_no_fit_falls_back_to_the_box_crop(points: np.ndarray) -> None:
+def test_no_fit_falls_back_to_the_detectors_box(points: np.ndarray) -> None:
     assert similarity_matrix(points, TEMPLATE) is None
-    rgb = np.full((200, 200, 3), 90, np.uint8)
-    crop = align_face(rgb, np.array([50, 50, 150, 150]), points.astype(np.float32), 112)
-    assert crop.shape == (112, 112, 3)
+    rgb = np.random.default_rng(3).integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    box = np.array([50, 40, 150, 160], np.float32)
+    crop = align_face(rgb, box, points.astype(np.float32), 112)
+    np.testing.assert_array_equal(crop, square_box_crop(rgb, box, 112))
+    assert crop.mean() > 50  # the face's pixels, not the black outside the frame

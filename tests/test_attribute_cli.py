@@ -149,8 +149,8 @@ def test_every_subcommand_help_shows_its_defaults(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(
-    ("option", "good", "bad"),
-    [("--detect-every", "3", "0"), ("--detect-size", "320", "300")],
+    ("option", "good", "bad", "field"),
+    [("--detect-every", "3", "0", "detect_every"), ("--detect-size", "320", "300", "det_size")],
     ids=["key-frame-detection", "smaller-detector-input"],
 )
 def test_attribute_with_a_front_end_speed_lever(
@@ -158,14 +158,27 @@ def test_attribute_with_a_front_end_speed_lever(
     tiny_checkpoint: Path,
     detector: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     option: str,
     good: str,
     bad: str,
+    field: str,
 ) -> None:
+    from fame.faces import frontend
+
+    configs: list[frontend.FrontEndConfig] = []
+    real_init = frontend.FrontEnd.__init__
+
+    def recording_init(self, config, *args, **kwargs):  # type: ignore[no-untyped-def]
+        configs.append(config)
+        real_init(self, config, *args, **kwargs)
+
+    monkeypatch.setattr(frontend.FrontEnd, "__init__", recording_init)
     carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
     common = ["attribute", str(carphone), "--checkpoint", str(tiny_checkpoint)]
     common += ["--detector", str(detector), "--json"]
     assert main([*common, option, good]) == 0
+    assert [getattr(c, field) for c in configs] == [int(good)]  # it reaches the front end
     (verdict,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert verdict["status"] == "attributed"
     assert verdict["tracks"][0]["frames"] == 32  # every sampled frame still has its face

@@ -64,7 +64,9 @@ def _source(path: Path) -> list[_Track]:
     if path.name == "empty.mp4":
         return []
     n = 12 if "long" in path.name else 3
-    crops = np.full((n, 56, 56, 3), len(path.name), np.uint8)
+    # every frame and column its own value, so windows and flips are told apart
+    frame = 10 * np.arange(n)[:, None, None, None] + np.arange(56)[None, None, :, None]
+    crops = np.broadcast_to(frame + len(path.name), (n, 56, 56, 3)).astype(np.uint8)
     return [_Track(crops, np.arange(n) * 2, np.arange(n) / 10.0)] * 2
 
 
@@ -114,10 +116,19 @@ def test_sliding_windows_enumerate_every_track(cache: Path) -> None:
 
 def test_random_windows_are_seeded_per_epoch(cache: Path) -> None:
     records = read_index(cache)
-    dataset = RandomWindowClips(records, TrackStore(cache), ["fake", "real"], 4, seed=1)
-    first = [dataset[i][0] for i in range(len(dataset))]
-    again = [dataset[i][0] for i in range(len(dataset))]
-    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+    def draw(seed: int, epoch: int) -> list[torch.Tensor]:
+        dataset = RandomWindowClips(records, TrackStore(cache), ["fake", "real"], 4, seed=seed)
+        dataset.set_epoch(epoch)
+        return [dataset[i][0] for i in range(len(dataset))]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    first = draw(seed=1, epoch=0)
+    assert same(first, draw(seed=1, epoch=0))  # a resumed run draws the same windows
+    assert not same(first, draw(seed=1, epoch=1))  # the next epoch draws others
+    assert not same(first, draw(seed=2, epoch=0))
     with pytest.raises(ValueError, match="not in the class list"):
         RandomWindowClips(records, TrackStore(cache), ["real"], 4)
 

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from fame.errors import FameError
 from fame.faces import detector as detector_module
 from fame.faces.detector import ScrfdDetector, fit_input_size
-from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool, available_cpus
+from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool
 from fame.faces.scrfd_graph import free_size_graph
 from schemas.errors import ErrorCode
 from tests.media import sampled_frames
@@ -130,11 +130,17 @@ def test_detector_threads_reach_the_session(detector: Path) -> None:
         ScrfdDetector(detector, threads=-1)
 
 
-def test_a_pool_divides_the_cpus_among_its_workers(detector: Path) -> None:
+@pytest.mark.parametrize(("cpus", "threads"), [(8, 4), (7, 3), (1, 1)])
+def test_a_pool_divides_the_cpus_among_its_workers(
+    detector: Path, monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int
+) -> None:
     """Workers are the parallelism: each gets CPUs / workers detector threads (at least 1)."""
+    from fame.faces import frontend
+
+    monkeypatch.setattr(frontend, "available_cpus", lambda: cpus)
     config = FrontEndConfig(detector_path=str(detector))
     with FrontEndPool(config, workers=2) as pool:
-        assert pool.config.detector_threads == max(1, available_cpus() // 2)
+        assert pool.config.detector_threads == threads
     with FrontEndPool(replace(config, detector_threads=3), workers=2) as pool:
         assert pool.config.detector_threads == 3
 

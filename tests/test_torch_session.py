@@ -159,8 +159,8 @@ def test_a_reversed_view_is_letterboxed_on_the_device_like_its_copy(
 
 
 def test_only_frames_smaller_than_the_input_are_letterboxed_on_the_device(detector: Path) -> None:
-    """A frame larger than the input goes over the bus letterboxed (fewer bytes), and then its
-    faces are ONNX Runtime's exactly as before; a smaller one goes as decoded."""
+    """A frame larger than the input goes over the bus letterboxed (fewer bytes); a smaller one
+    goes as decoded. (That the faces then match ONNX Runtime's: the backend comparison above.)"""
     torch_backend = ScrfdDetector(detector, det_thresh=0.4, backend="torch")
     session = torch_backend._model.session
     calls: list[str] = []

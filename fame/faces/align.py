@@ -17,25 +17,21 @@ _TEMPLATE_SIZE_PX = 112
 def align_face(
     rgb: np.ndarray, box: np.ndarray, keypoints: np.ndarray | None, size_px: int = 112
 ) -> np.ndarray:
-    """uint8 [size_px, size_px, 3] crop; pixels outside the frame are black."""
+    """uint8 [size_px, size_px, 3] crop; pixels outside the frame are black. Keypoints that
+    give no similarity fit (not finite, or all in one place) fall back to the box crop."""
     if size_px <= 0:
         raise ValueError(f"size_px must be positive, got {size_px}")
     if keypoints is not None:
-        return _warp_to_template(
-            rgb, np.asarray(keypoints, dtype=np.float32).reshape(5, 2), size_px
-        )
+        from insightface.utils.face_align import arcface_dst
+
+        # The template is defined for 112 px; scaling it serves any output size.
+        target = np.asarray(arcface_dst, dtype=np.float64) * (size_px / _TEMPLATE_SIZE_PX)
+        matrix = similarity_matrix(np.asarray(keypoints, dtype=np.float32), target)
+        if matrix is not None:
+            return cv2.warpAffine(
+                rgb, matrix, (size_px, size_px), flags=cv2.INTER_LINEAR, borderValue=0.0
+            )
     return square_box_crop(rgb, np.asarray(box, dtype=np.float32).reshape(4), size_px)
-
-
-def _warp_to_template(rgb: np.ndarray, keypoints: np.ndarray, size_px: int) -> np.ndarray:
-    from insightface.utils.face_align import arcface_dst
-
-    # The template is defined for 112 px; scaling it serves any output size.
-    target = np.asarray(arcface_dst, dtype=np.float64) * (size_px / _TEMPLATE_SIZE_PX)
-    matrix = similarity_matrix(keypoints, target)
-    if matrix is None:
-        return square_box_crop(rgb, _box_around(keypoints), size_px)
-    return cv2.warpAffine(rgb, matrix, (size_px, size_px), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 
 def similarity_matrix(points: np.ndarray, template: np.ndarray) -> np.ndarray | None:
@@ -61,10 +57,6 @@ def similarity_matrix(points: np.ndarray, template: np.ndarray) -> np.ndarray | 
     a = np.sum((w - w_mean) * z_centred.conj()) / spread
     b = w_mean - a * z_mean
     return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float64)
-
-
-def _box_around(points: np.ndarray) -> np.ndarray:
-    return np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32)
 
 
 def square_box_crop(rgb: np.ndarray, box: np.ndarray, size_px: int) -> np.ndarray:
