@@ -82,10 +82,11 @@ def run(videos: list[Path], detector_path: Path, backend: str = "auto") -> dict[
 
     frontend = build(Lever(detector_backend=backend))
     other = other_backend(frontend.detector.name)
-    settings_of = {**LEVERS, f"detector_backend_{other}": Lever(detector_backend=other)}
+    settings_of = {name: lever._replace(detector_backend=backend) for name, lever in LEVERS.items()}
+    settings_of[f"detector_backend_{other}"] = Lever(detector_backend=other)
     nvdec = hwaccel_unavailable("cuda") is None
     if nvdec:
-        settings_of["hwaccel_cuda"] = Lever(hwaccel="cuda")
+        settings_of["hwaccel_cuda"] = Lever(detector_backend=backend, hwaccel="cuda")
     levers = {name: build(settings) for name, settings in settings_of.items()}
     _warm_detectors(videos, config, list(detectors.values()))
     rows = []

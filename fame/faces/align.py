@@ -40,9 +40,8 @@ def similarity_matrix(points: np.ndarray, template: np.ndarray) -> np.ndarray | 
 
     Points as complex numbers z, w: the fit w = a z + b is linear in the complex a and b, so its
     least-squares solution is closed form. It is Umeyama's (skimage's `SimilarityTransform`
-    estimate, which the crops were first made with) to rounding, at 16 instead of 39 us a face
-    (60 instead of 260 right after the detector's network has run on the same core), and a
-    worker aligns every face of every sampled frame."""
+    estimate, which the crops were first made with) to rounding, at 16.5 instead of 42 us a face
+    (docs/benchmarks.md), and a worker aligns every face of every sampled frame."""
     src = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     dst = np.asarray(template, dtype=np.float64).reshape(-1, 2)
     if not np.isfinite(src).all():
