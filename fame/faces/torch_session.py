@@ -145,7 +145,7 @@ class TorchSession:
         ``fitted`` (width, height) of a ``size`` (width, height) image on the device.
 
         Why: a frame smaller than its letterbox crosses to the device in fewer bytes, and the
-        worker's CPU skips the upscale (0.12-0.33 ms a frame for 176x144 to 512x512 frames on the
+        worker's CPU skips the upscale (0.19-0.26 ms a frame for 176x144 to 512x512 frames on the
         bench's CPU: most of the host work left around a detector on the GPU). On a CPU this
         path is slower than OpenCV's resize (PyTorch there is for checks). The resize is
         OpenCV's ``INTER_LINEAR`` (half-pixel centres, no antialiasing) in float, rounded to
