@@ -12,7 +12,8 @@ SITE="${SITE:-/tmp/site}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$SITE" .whl/*.whl || exit
 export PYTHONPATH="$SITE"
-python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py tests/test_scrfd_frame.py \
-  tests/test_detector_size.py 2>&1 | tail -15
+# bounded: a CUDA graph capture that hangs must not eat the call (here ~15 s on 2 CPU cores)
+timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py \
+  tests/test_scrfd_frame.py tests/test_detector_size.py 2>&1 | tail -15
 python3 -m bench.run --only frontend embedded --out "$OUT/gpu-frontend-embedded.json"
 python3 -m bench.run --only model --out "$OUT/gpu-model.json"
