@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE_VENV="${IMAGE_VENV:-/tmp/fame-gpu-image}"
-if [ ! -x "$IMAGE_VENV/bin/python3" ]; then
+if [ ! -e "$IMAGE_VENV/.complete" ]; then  # an interrupted install is started again
+  rm -rf "$IMAGE_VENV"
   python3 -m venv "$IMAGE_VENV"
   # the lent image's versions where the code depends on them (KINDS.md in the device tool's
   # library lists its packages); its Python is 3.12, this machine has 3.11
@@ -18,11 +19,16 @@ if [ ! -x "$IMAGE_VENV/bin/python3" ]; then
     torchvision==0.26.0 onnxruntime==1.30.0 onnx==1.23.1 numpy opencv-python-headless \
     scikit-image scikit-learn scipy prometheus-client tqdm matplotlib requests pillow pytest \
     pytest-timeout
+  touch "$IMAGE_VENV/.complete"
 fi
 WORK="$(mktemp -d /tmp/fame-gpu-dryrun.XXXXXX)"
 CARRY_PY="$("$IMAGE_VENV/bin/python3" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
   WHL_DIR="$WORK/.whl" bash bench/gpu_carry.sh > "$WORK/carry.log"
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$WORK"  # as the device copies
+# the files the device gets: tracked and untracked-not-ignored ones, as they are (a deleted one
+# is left out, not an error)
+git ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done |
+  xargs -0 cp --parents -t "$WORK"
 cp -r .gpu "$WORK/"
 mkdir -p "$WORK/out"
 echo "rehearsal in $WORK (log: $WORK/out/log)"

@@ -15,5 +15,6 @@ export PYTHONPATH="$SITE"
 # bounded: a CUDA graph capture that hangs must not eat the call (here ~15 s on 2 CPU cores)
 timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py \
   tests/test_scrfd_frame.py tests/test_detector_size.py 2>&1 | tail -15
+echo "GPU tests exit status: ${PIPESTATUS[0]} (124: timed out)"
 python3 -m bench.run --only frontend embedded --out "$OUT/gpu-frontend-embedded.json"
 python3 -m bench.run --only model --out "$OUT/gpu-model.json"

@@ -52,8 +52,13 @@ def test_exact_similarity_is_recovered() -> None:
 
 @pytest.mark.parametrize(
     "points",
-    [np.full((5, 2), 300.0), np.full((5, 2), np.nan), np.array([[1.0, 2.0]] * 4 + [[np.inf, 0]])],
-    ids=["one-place", "nan", "inf"],
+    [
+        np.full((5, 2), 300.0),
+        np.full((5, 2), np.nan),
+        np.array([[1.0, 2.0]] * 4 + [[np.inf, 0]]),
+        np.array([[1e30, 0], [0, 1e30], [1e30, 1e30], [0, 0], [5e29, 5e29]]),
+    ],
+    ids=["one-place", "nan", "inf", "huge"],
 )
 def test_no_fit_falls_back_to_the_detectors_box(points: np.ndarray) -> None:
     assert similarity_matrix(points, TEMPLATE) is None

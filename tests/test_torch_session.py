@@ -72,14 +72,15 @@ def test_cuda_graph_replay_matches_eager_at_every_size(detector: Path) -> None:
     assert graph is not None
     eager = TorchSession(graph, "cuda", cuda_graphs=False)
     replayed = TorchSession(graph, "cuda")
+    rng = np.random.default_rng(5)  # new inputs every call: a replay must read its input
     for size in [(384, 640), (640, 640), (384, 640)]:  # a size seen again replays its graph
-        blob = np.random.default_rng(5).standard_normal((1, 3, *size), dtype=np.float32)
+        blob = rng.standard_normal((1, 3, *size), dtype=np.float32)
         want, got = eager.run(None, {"input.1": blob}), replayed.run(None, {"input.1": blob})
         for a, b in zip(want, got, strict=True):
             np.testing.assert_allclose(b, a, atol=1e-5)
     assert replayed.cuda_graphs and len(replayed._captured) == 2
-    frame = np.random.default_rng(7).integers(0, 256, (144, 176, 3), dtype=np.uint8)
     for _ in range(2):  # captured, then replayed
+        frame = rng.integers(0, 256, (144, 176, 3), dtype=np.uint8)
         want_frame = eager.run_frame(frame, (640, 544), (640, 523), 127.5, 128.0)
         want_frame = {name: value.cpu().numpy() for name, value in want_frame.items()}
         got_frame = replayed.run_frame(frame, (640, 544), (640, 523), 127.5, 128.0)

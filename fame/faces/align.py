@@ -36,7 +36,8 @@ def align_face(
 
 def similarity_matrix(points: np.ndarray, template: np.ndarray) -> np.ndarray | None:
     """The 2x3 rotation + uniform scale + shift that maps ``points`` onto ``template`` best in
-    least squares, or None when the points are not finite or all in one place.
+    least squares, or None when the points are not finite, all in one place, or so far apart that
+    the fit shrinks them to a point.
 
     Points as complex numbers z, w: the fit w = a z + b is linear in the complex a and b, so its
     least-squares solution is closed form. It is Umeyama's (skimage's `SimilarityTransform`
@@ -55,7 +56,9 @@ def similarity_matrix(points: np.ndarray, template: np.ndarray) -> np.ndarray | 
         return None
     a = np.sum((w - w_mean) * z_centred.conj()) / spread
     b = w_mean - a * z_mean
-    return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float64)
+    matrix = np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]], dtype=np.float64)
+    # a face millions of pixels wide, or arithmetic that overflowed: no fit either
+    return matrix if abs(a) > 1e-6 and np.isfinite(matrix).all() else None
 
 
 def square_box_crop(rgb: np.ndarray, box: np.ndarray, size_px: int) -> np.ndarray:

@@ -203,7 +203,7 @@ class TorchSession:
         return captured.outputs
 
     def _capture(self, program: Callable[[Value], dict[str, Value]], host: Value) -> _Captured:
-        static = host.to(self.device)
+        static = host.to(self.device, copy=True)  # never the caller's tensor: replays overwrite it
         side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         # warm-up off the capturing stream, as capture requires
         side.wait_stream(torch.cuda.current_stream(self.device))
