@@ -45,7 +45,7 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
             allow_private_addresses=settings.allow_private_addresses,
             max_bytes=settings.max_video_bytes,
         ),
-        sampling=SamplingPolicy(target_fps=settings.sample_fps),
+        sampling=SamplingPolicy(target_fps=settings.sample_fps, refuse_longer=True),
         detector_path=str(settings.detector_model) if settings.detector_model else None,
         crop_size_px=CROP_SIZE,
         detect_every=settings.detect_every,

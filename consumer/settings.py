@@ -46,7 +46,10 @@ class Settings(BaseSettings):
         False, description="publish outcomes and offsets in Kafka transactions"
     )
     transactional_id: str | None = Field(
-        None, min_length=1, description="exactly-once: stable per replica (default: host name)"
+        None,
+        min_length=1,
+        description="exactly-once: stable per replica, distinct between replicas "
+        "(default: <group>-<hostname>)",
     )
     max_poll_interval_ms: int = Field(300_000, ge=10_000)
     session_timeout_ms: int = Field(45_000, ge=6_000)

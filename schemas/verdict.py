@@ -59,7 +59,13 @@ class TrackResult(WireModel):
     end_s: float = Field(ge=0.0, description="Time of the last frame in seconds.")
     frames: int = Field(ge=1, description="Number of sampled frames in which this face was found.")
     windows: int = Field(ge=1, description="Number of frame windows the model scored.")
-    label: ClassName = Field(description="Top class for this track.")
+    label: ClassName = Field(
+        description=(
+            "This track's decision: its most probable fake class when the fake classes together "
+            "hold at least half the probability (even where real is the single most probable "
+            "class), else real."
+        )
+    )
     probabilities: dict[ClassName, Probability] = Field(
         description="Class name -> probability for this track, each 0..1."
     )
@@ -193,11 +199,18 @@ class AttributionVerdict(WireModel):
         ),
     )
     confidence: Probability | None = Field(
-        default=None, description="Confidence in label, 0..1; null unless attributed."
+        default=None,
+        description=(
+            "Probability of label on the deciding track (the one with the lowest real "
+            "probability), 0..1; null unless attributed."
+        ),
     )
     probabilities: dict[ClassName, Probability] = Field(
         default_factory=dict,
-        description="Class name -> probability for the video; empty unless attributed.",
+        description=(
+            "Class name -> probability on the deciding track (the one with the lowest real "
+            "probability; not an average over tracks); empty unless attributed."
+        ),
     )
     manipulated: bool | None = Field(
         default=None,
@@ -214,8 +227,9 @@ class AttributionVerdict(WireModel):
     timings_ms: dict[StageName, Milliseconds] = Field(
         default_factory=dict,
         description=(
-            "Stage name -> wall time in milliseconds (e.g. fetch, decode, detect, track, embed, "
-            "temporal, redis, total)."
+            "Stage name -> milliseconds spent in it on this event (the last segment, for a video "
+            "sent as segments): e.g. fetch, decode, detect, track, embed, temporal, redis; "
+            "decode overlaps detect, and total is their sum, not the wall time."
         ),
     )
     error: ErrorInfo | None = Field(

@@ -179,6 +179,7 @@ def test_attribute_with_a_front_end_speed_lever(
     common += ["--detector", str(detector), "--json"]
     assert main([*common, option, good]) == 0
     assert [getattr(c, field) for c in configs] == [int(good)]  # it reaches the front end
+    assert configs[0].sampling.refuse_longer  # a verdict is never on a video's first part only
     (verdict,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert verdict["status"] == "attributed"
     assert verdict["tracks"][0]["frames"] == 32  # every sampled frame still has its face

@@ -70,6 +70,25 @@ def test_frames_per_window_and_max_sampled_frames(tmp_path: Path) -> None:
     assert [f.index for f in every] == list(range(7))
 
 
+def test_a_video_longer_than_its_sampling_cap_is_refused_not_cut(tmp_path: Path) -> None:
+    """What produces a verdict must not judge a video's first part as the whole: past the cap
+    it is `too_long`. Exactly at the cap it passes."""
+    path = write_video(tmp_path / "v.mp4", frames=30, fps=10)
+    exactly = SamplingPolicy(target_fps=5.0, max_sampled_frames=15, refuse_longer=True)
+    with Video(path, DecodeLimits()) as video:
+        assert len(list(video.frames(exactly))) == 15
+    shorter = SamplingPolicy(target_fps=5.0, max_sampled_frames=14, refuse_longer=True)
+    with (
+        Video(path, DecodeLimits()) as video,
+        pytest.raises(PoisonError, match="runs past 3 s, more than 14 sampled") as caught,
+    ):
+        list(video.frames(shorter))
+    assert caught.value.code == ErrorCode.TOO_LONG and "segments" in caught.value.message
+    quietly = SamplingPolicy(target_fps=5.0, max_sampled_frames=14)  # training: the first part
+    with Video(path, DecodeLimits()) as video:
+        assert len(list(video.frames(quietly))) == 14
+
+
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = write_video(tmp_path / "r.mp4", frames=3, rotation_deg=90)
     with Video(path, DecodeLimits()) as video:

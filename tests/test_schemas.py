@@ -352,3 +352,19 @@ def test_dead_letter_cuts_oversized_payload_and_message() -> None:
     assert len(letter.message) == MAX_MESSAGE_CHARS
     assert DeadLetter.model_validate_json(letter.model_dump_json()) == letter
     validator("dead_letter").validate(json.loads(letter.model_dump_json()))
+
+
+def test_attributed_example_follows_the_decision_rule() -> None:
+    """The video-level label, confidence and probabilities are the deciding track's (the lowest
+    p(real)), as integration.md says: the example subscribers read must not suggest an average."""
+    from fame.aggregate import decide_video
+
+    example = load_example("attribution_verdict_attributed.json")
+    classes = list(example["probabilities"])
+    tracks = [[t["probabilities"][c] for c in classes] for t in example["tracks"]]
+    decision = decide_video(tracks, classes)
+    deciding = example["tracks"][decision.track]["probabilities"]
+    assert example["probabilities"] == deciding
+    assert decision.class_index is not None and example["label"] == classes[decision.class_index]
+    assert example["confidence"] == pytest.approx(decision.confidence)
+    assert example["manipulated"] == decision.is_manipulated

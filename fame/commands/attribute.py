@@ -157,7 +157,7 @@ def _frontend(args: argparse.Namespace, file_roots: tuple[Path, ...]) -> FrontEn
     return FrontEnd(
         FrontEndConfig(
             fetch=FetchPolicy(file_roots=file_roots),
-            sampling=SamplingPolicy(target_fps=args.target_fps),
+            sampling=SamplingPolicy(target_fps=args.target_fps, refuse_longer=True),
             detector_path=args.detector,
             detector_backend=args.detector_backend,
             crop_size_px=CROP_SIZE,  # as in training; the engine resizes for the model

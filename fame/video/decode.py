@@ -72,12 +72,16 @@ class DecodeLimits:
 class SamplingPolicy:
     """Which decoded frames are kept: ``target_fps`` frames per second of video time, or, when
     ``frames_per_window`` is set, that many per ``window_s`` (it takes precedence); ``None`` for
-    both keeps every frame. Decoding stops quietly after ``max_sampled_frames``."""
+    both keeps every frame. Decoding stops quietly after ``max_sampled_frames`` (training takes
+    a video's first frames), or, with ``refuse_longer``, a video that has more frames to keep
+    is refused as ``too_long``: a verdict must never judge part of a video as if it were all of
+    it (longer videos go as segments)."""
 
     target_fps: float | None = 8.0
     frames_per_window: int | None = None
     window_s: float = 1.0
     max_sampled_frames: int = 1024
+    refuse_longer: bool = False
 
     def __post_init__(self) -> None:
         if self.target_fps is not None and self.target_fps <= 0:
@@ -331,9 +335,15 @@ class Video:
             self.info = replace(self.info, decoded_frames=decoded, decoded_span_s=span_s)
             if next_s is not None and timestamp_s < next_s - 1e-6:
                 continue
+            if kept >= sampling.max_sampled_frames:  # only with refuse_longer: see below
+                raise PoisonError(
+                    f"{self._name} runs past {timestamp_s:.0f} s, more than "
+                    f"{sampling.max_sampled_frames} sampled frames: send it as segments",
+                    code=ErrorCode.TOO_LONG,
+                )
             yield DecodedFrame(index, timestamp_s, _to_rgb(frame))
             kept += 1
-            if kept >= sampling.max_sampled_frames:
+            if kept >= sampling.max_sampled_frames and not sampling.refuse_longer:
                 return
             base_s = timestamp_s if next_s is None else next_s
             next_s = base_s + period_s

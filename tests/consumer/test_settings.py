@@ -45,6 +45,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     assert frontend_config(settings).detector_threads == 3
     assert frontend_config(settings).detector_backend == "torch"
     assert frontend_config(settings).hwaccel == "cuda"
+    assert frontend_config(settings).sampling.refuse_longer  # never a verdict on a video's start
 
 
 @pytest.mark.parametrize(
