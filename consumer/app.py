@@ -43,6 +43,8 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
         fetch=FetchPolicy(
             file_roots=tuple(settings.file_roots),
             allow_private_addresses=settings.allow_private_addresses,
+            allowed_hosts=None if settings.allowed_hosts is None else tuple(settings.allowed_hosts),
+            allowed_private_networks=tuple(settings.allowed_private_networks),
             max_bytes=settings.max_video_bytes,
         ),
         sampling=SamplingPolicy(target_fps=settings.sample_fps, refuse_longer=True),

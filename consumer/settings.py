@@ -7,6 +7,7 @@ name in the message (pydantic-settings does that), never later inside a worker.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_HOST_ENTRY = re.compile(r"^\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$")
 
 
@@ -69,6 +71,16 @@ class Settings(BaseSettings):
         default_factory=list, description="roots for file:// sources (a path or a JSON list)"
     )
     allow_private_addresses: bool = False
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="the only hosts http(s) sources may name: exact, or '.example.com' for its "
+        "subdomains (a name or a JSON list; unset: any host with a public address)",
+    )
+    allowed_private_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="private networks (CIDR) sources may reach, e.g. one internal object store "
+        "(a network or a JSON list), without FAME_ALLOW_PRIVATE_ADDRESSES opening them all",
+    )
     max_video_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     sample_fps: float = Field(8.0, gt=0, le=60)
     window_stride: int = Field(8, ge=1)
@@ -150,10 +162,10 @@ class Settings(BaseSettings):
         """``FAME_CHECKPOINT=`` means no path, not the working directory (``Path("")``)."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("file_roots", mode="before")
+    @field_validator("file_roots", "allowed_hosts", "allowed_private_networks", mode="before")
     @classmethod
     def _json_list(cls, value: object) -> object:
-        """Accept a JSON list (``FAME_FILE_ROOTS='["/data"]'``) or a plain path."""
+        """Accept a JSON list (``FAME_FILE_ROOTS='["/data"]'``) or a single entry."""
         if isinstance(value, str):
             text = value.strip()
             if not text:
@@ -161,6 +173,26 @@ class Settings(BaseSettings):
             if text.startswith("["):
                 return json.loads(text)
             return [text]
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str] | None) -> list[str] | None:
+        """Host names only (no scheme, port or path), lower case; an empty list means unset,
+        never "no host": ``FAME_ALLOWED_HOSTS=`` must not silently refuse every video."""
+        if not value:
+            return None
+        hosts = [host.strip().lower() for host in value]
+        for host in hosts:
+            if not _HOST_ENTRY.fullmatch(host):
+                raise ValueError(f"{host!r} is not a host name or '.domain' (no scheme or port)")
+        return hosts
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network)  # ValueError names the bad entry
         return value
 
     @model_validator(mode="after")

@@ -64,7 +64,11 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "networkPolicy": {"enabled": True, "egress": NETWORK_EGRESS},
         "pdb": {"enabled": True},
         "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-        "consumer": {"fileRoots": ["/data/videos"]},
+        "consumer": {
+            "fileRoots": ["/data/videos"],
+            "allowedHosts": ["cdn.example.com", ".videos.example.org"],
+            "allowedPrivateNetworks": ["10.0.5.0/24"],
+        },
         "extraVolumes": [{"name": "videos", "persistentVolumeClaim": {"claimName": "videos"}}],
         "extraVolumeMounts": [{"name": "videos", "mountPath": "/data/videos", "readOnly": True}],
     },
@@ -247,8 +251,27 @@ def test_configmap_carries_the_service_settings(rendered: dict[str, Rendering]) 
     assert data["FAME_DETECTOR_MODEL"] == "/models/insightface/buffalo_l"
     assert json.loads(data["FAME_FILE_ROOTS"]) == ["/data/videos"]
     assert all(key.startswith("FAME_") for key in data)
+    settings = _service_settings(rendered["everything"])
+    assert settings.allowed_hosts == ["cdn.example.com", ".videos.example.org"]
+    assert settings.allowed_private_networks == ["10.0.5.0/24"]
+    assert _service_settings(rendered["defaults"]).allowed_hosts is None  # []: any public host
     envfrom = _container(rendered["defaults"])["envFrom"]
     assert envfrom == [{"configMapRef": {"name": "fame-fame-consumer"}}]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("allowedHosts", ["https://cdn.example.com"]),
+        ("allowedHosts", ["cdn.example.com:443"]),
+        ("allowedPrivateNetworks", ["intranet"]),
+    ],
+)
+def test_fetch_allowlists_the_service_would_refuse_are_refused_at_install(
+    key: str, value: list[str]
+) -> None:
+    with pytest.raises(HelmError, match=key):
+        helm_render.render({"consumer": {key: value}})
 
 
 def test_secret_env_comes_only_from_secret_refs(rendered: dict[str, Rendering]) -> None:

@@ -67,6 +67,10 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
         ({"FAME_KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9092,kafka-1"}, "bootstrap servers"),
         ({"FAME_FILE_ROOTS": '["/data"'}, "file_roots"),
         ({"FAME_MAX_VERDICT_TRACKS": "0"}, "max_verdict_tracks"),
+        ({"FAME_ALLOWED_HOSTS": "https://cdn.example.com"}, "no scheme or port"),
+        ({"FAME_ALLOWED_HOSTS": '["cdn.example.com:443"]'}, "no scheme or port"),
+        ({"FAME_ALLOWED_PRIVATE_NETWORKS": "10.0.0.1/8"}, "host bits set"),
+        ({"FAME_ALLOWED_PRIVATE_NETWORKS": "intranet"}, "allowed_private_networks"),
     ],
 )
 def test_invalid_configuration_names_the_problem(
@@ -92,6 +96,18 @@ def test_file_roots_take_a_plain_path_and_empty_values_mean_unset(
     assert settings.kafka_client_options()["bootstrap_servers"] == ["kafka-0:9092", "[::1]:9093"]
     monkeypatch.setenv("FAME_FILE_ROOTS", "")
     assert Settings().file_roots == []
+
+
+def test_fetch_allowlists_reach_the_front_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert frontend_config(Settings()).fetch.allowed_hosts is None  # unset: any public host
+    monkeypatch.setenv("FAME_ALLOWED_HOSTS", '["cdn.example.com", ".Videos.example.org"]')
+    monkeypatch.setenv("FAME_ALLOWED_PRIVATE_NETWORKS", "10.0.5.0/24")
+    fetch = frontend_config(Settings()).fetch
+    assert fetch.allowed_hosts == ("cdn.example.com", ".videos.example.org")
+    assert fetch.allowed_private_networks == ("10.0.5.0/24",)
+    assert not fetch.allow_private_addresses
+    monkeypatch.setenv("FAME_ALLOWED_HOSTS", "")  # empty is unset, never "no host at all"
+    assert frontend_config(Settings()).fetch.allowed_hosts is None
 
 
 @pytest.mark.parametrize(
