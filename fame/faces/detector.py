@@ -23,7 +23,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -161,8 +161,7 @@ class ScrfdDetector:
             outputs = self._model.session.run_frame(
                 rgb, size, (placed.width, placed.height), layout.mean, layout.std
             )
-            ordered = [outputs[name] for name in layout.output_names]
-            return candidates_torch(layout, ordered, self.det_thresh)
+            return self._chosen_on_device(outputs)
 
     def _candidates(self, image: np.ndarray) -> Candidates:
         """Anchors above the threshold, from the runtime's outputs (kept on the device under
@@ -173,13 +172,17 @@ class ScrfdDetector:
             import torch  # imported here: an ONNX Runtime worker need not load it
 
             with torch.inference_mode():
-                outputs = session.run_image(image, layout.mean, layout.std)
-                ordered = [outputs[name] for name in layout.output_names]
-                return candidates_torch(layout, ordered, self.det_thresh)
+                return self._chosen_on_device(session.run_image(image, layout.mean, layout.std))
         feed = {self._model.input_name: blob(image, layout.mean, layout.std)}
         return candidates_numpy(
             layout, session.run(list(layout.output_names), feed), self.det_thresh
         )
+
+    def _chosen_on_device(self, outputs: dict[str, Any]) -> Candidates:
+        """Candidates from PyTorch's outputs by name, chosen on its device (before the next call
+        overwrites a replayed graph's outputs)."""
+        ordered = [outputs[name] for name in self._layout.output_names]
+        return candidates_torch(self._layout, ordered, self.det_thresh)
 
 
 def fit_input_size(height: int, width: int, det_size: int) -> tuple[int, int]:
