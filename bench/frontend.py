@@ -84,7 +84,8 @@ def run(videos: list[Path], detector_path: Path, backend: str = "auto") -> dict[
     other = other_backend(frontend.detector.name)
     settings_of = {name: lever._replace(detector_backend=backend) for name, lever in LEVERS.items()}
     settings_of[f"detector_backend_{other}"] = Lever(detector_backend=other)
-    nvdec = hwaccel_unavailable("cuda") is None
+    nvdec_unavailable = hwaccel_unavailable("cuda")
+    nvdec = nvdec_unavailable is None
     if nvdec:
         settings_of["hwaccel_cuda"] = Lever(detector_backend=backend, hwaccel="cuda")
     levers = {name: build(settings) for name, settings in settings_of.items()}
@@ -128,6 +129,7 @@ def run(videos: list[Path], detector_path: Path, backend: str = "auto") -> dict[
         rows.append(row)
     return {
         "detector": frontend.detector.name,
+        "nvdec_unavailable": nvdec_unavailable,
         "videos": rows,
         "detector_network": detector_network(detector_path),
         "detector_host": detector_host(videos, frontend.detector),

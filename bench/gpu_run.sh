@@ -13,8 +13,12 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target "$SITE" .whl/*.whl || exit
 export PYTHONPATH="$SITE"
 # bounded: a CUDA graph capture that hangs must not eat the call (here ~15 s on 2 CPU cores)
-timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_torch_session.py \
-  tests/test_scrfd_frame.py tests/test_detector_size.py 2>&1 | tail -15
-echo "GPU tests exit status: ${PIPESTATUS[0]} (124: timed out)"
+# the whole test output comes back as $OUT/gpu-tests.txt; failures are summarised here
+timeout 180 python3 -m pytest -q -p no:cacheprovider -rfE --tb=short tests/test_torch_session.py \
+  tests/test_scrfd_frame.py tests/test_detector_size.py >"$OUT/gpu-tests.txt" 2>&1
+status=$?
+grep -E '^(FAILED|ERROR|E  )' "$OUT/gpu-tests.txt" | head -30
+tail -3 "$OUT/gpu-tests.txt"
+echo "GPU tests exit status: $status (124: timed out)"
 python3 -m bench.run --only frontend embedded --out "$OUT/gpu-frontend-embedded.json"
 python3 -m bench.run --only model --out "$OUT/gpu-model.json"

@@ -413,6 +413,11 @@ def summary(results: dict[str, Any]) -> str:
                 else ")"
             )
         )
+        for c in b.get("ceiling_by_workers", []):
+            lines.append(
+                f"  front-end ceiling with {c['workers']} workers: {c['events_per_s']:.3f} "
+                f"events/s, {c['sampled_frames_per_s']:.0f} sampled frames/s"
+            )
         cpu = b.get("detector_onnxruntime_cpu", {})
         if cpu.get("error"):
             lines.append(f"  FAME_DETECTOR_BACKEND=onnxruntime burst failed: {cpu['error']}")
@@ -424,6 +429,8 @@ def summary(results: dict[str, Any]) -> str:
             )
         if b.get("nvdec", {}).get("error"):
             lines.append(f"  FAME_HWACCEL=cuda (NVDEC) burst failed: {b['nvdec']['error']}")
+        elif b.get("nvdec", {}).get("unavailable"):
+            lines.append(f"  FAME_HWACCEL=cuda (NVDEC) not measured: {b['nvdec']['unavailable']}")
         elif b.get("nvdec"):
             n = b["nvdec"]
             lines.append(

@@ -281,8 +281,45 @@ def test_embedded_bench_runs_the_service_without_kafka_or_redis(
     wide = result["latency_wide_workers"]  # the same loads, fewer and wider front-end workers
     assert (wide["workers"], wide["detector_threads"]) == settings.wide_split()
     assert wide["paced"]["verdicts"] == 2 and wide["paced"]["latency_s"]["p95"] > 0
+    assert result["ceiling_by_workers"] == []  # detection on this CPU: no GPU to share
     with pytest.raises(ValueError, match="events >= 2"):
         embedded.EmbeddedSettings(events=1)
+
+
+@pytest.mark.parametrize(("cpus", "events"), [(2, 16), (4, 16), (16, 64)])
+def test_a_burst_offers_each_worker_four_events(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, events: int
+) -> None:
+    """One event per worker would be one round, timed by its slowest video."""
+    from bench import embedded
+
+    monkeypatch.setattr(embedded, "available_cpus", lambda: cpus)
+    assert embedded.EmbeddedSettings().events == events
+
+
+def test_ceiling_by_workers_only_where_detection_shares_a_gpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bench import embedded
+
+    calls: list[tuple[int, int]] = []
+
+    def ceiling(videos: list[Path], detector: Path, workers: int) -> dict[str, int]:
+        calls.append((len(videos), workers))
+        return {"workers": workers}
+
+    monkeypatch.setattr(embedded.frontend, "ceiling", ceiling)
+    burst = [tmp_path / f"{i}.mp4" for i in range(64)]
+    name = "scrfd:scrfd_500m_bnkps.onnx@torch:cuda"
+    assert embedded._ceiling_by_workers(burst, tmp_path, 16, name) == [
+        {"workers": 1},
+        {"workers": 4},
+        {"workers": 8},
+    ]
+    assert calls == [(4, 1), (16, 4), (32, 8)]
+    assert [c["workers"] for c in embedded._ceiling_by_workers(burst, tmp_path, 4, name)] == [1]
+    cpu_name = "scrfd:scrfd_500m_bnkps.onnx@CPUExecutionProvider"
+    assert embedded._ceiling_by_workers(burst, tmp_path, 16, cpu_name) == []
 
 
 @pytest.mark.parametrize(
@@ -356,6 +393,9 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     )
     embedded = results["embedded"]
     embedded["detector_onnxruntime_cpu"] = {"events_per_s": 1.0, "events_per_s_vs_default": 0.3}
+    embedded["ceiling_by_workers"] = [
+        {"workers": 4, "events_per_s": 2.5, "sampled_frames_per_s": 110.0}
+    ]
     embedded["nvdec"] = {
         "events_per_s": 4.0,
         "events_per_s_vs_software_decoding": 1.2,
@@ -370,5 +410,8 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     assert "letterbox on the device, in the network's call: 1.50x the host's letterbox" in text
     assert "FAME_DETECTOR_BACKEND=onnxruntime (SCRFD on the CPU), burst: 1.000" in text
     assert "FAME_HWACCEL=cuda (NVDEC), burst: 4.000 events/s (1.20x" in text
+    assert "front-end ceiling with 4 workers: 2.500 events/s, 110 sampled frames/s" in text
     embedded["nvdec"] = {"error": "RuntimeError('no NVDEC')"}
     assert "NVDEC) burst failed: RuntimeError('no NVDEC')" in summary(results)
+    embedded["nvdec"] = {"unavailable": "OSError: [Errno 95] Operation not supported"}
+    assert "NVDEC) not measured: OSError: [Errno 95]" in summary(results)

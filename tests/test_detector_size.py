@@ -49,7 +49,9 @@ def _original(detector: Path):  # type: ignore[no-untyped-def]
 def _max_box_change(shared: Path, detector: Path, video: str, det_size: int = 640) -> float:
     original, freed = (
         _original(detector),
-        ScrfdDetector(detector, det_thresh=0.4, det_size=det_size),
+        # ONNX Runtime on both sides: this checks the freed graph, not a runtime (on a GPU
+        # machine `auto` is PyTorch, compared with ONNX Runtime in tests/test_torch_session.py)
+        ScrfdDetector(detector, det_thresh=0.4, det_size=det_size, backend="onnxruntime"),
     )
     change = 0.0
     for rgb in sampled_frames(shared / "data" / video, 6):
@@ -124,7 +126,7 @@ def test_a_graph_that_is_not_scrfd_is_a_model_error(tmp_path: Path) -> None:
 
 
 def test_detector_threads_reach_the_session(detector: Path) -> None:
-    single = ScrfdDetector(detector, threads=1)
+    single = ScrfdDetector(detector, threads=1, backend="onnxruntime")  # auto: PyTorch on a GPU
     assert single._model.session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(ValueError, match="threads"):
         ScrfdDetector(detector, threads=-1)

@@ -56,7 +56,12 @@ def collect() -> dict[str, object]:
 def nvdec_hint(unavailable: str | None) -> str:
     """What ``nvdec_unavailable`` means for the user, in one sentence."""
     if unavailable is None:
-        return "hardware decoding (NVDEC) works here: FAME_HWACCEL=cuda decodes on the GPU"
+        return (
+            "hardware decoding (NVDEC) works here: FAME_HWACCEL=cuda decodes on the GPU, unless "
+            "the detector runs on CUDA through PyTorch (libav cannot share PyTorch's CUDA "
+            "context, so workers fall back to software); measured slower than software decoding "
+            "on a 16-core H200 host (docs/benchmarks.md)"
+        )
     return (
         "hardware decoding (NVDEC) is unavailable to this process (nvdec_unavailable says why): "
         "FAME_HWACCEL=cuda would fall back to software decoding"

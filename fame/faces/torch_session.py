@@ -22,7 +22,8 @@ everything when a capture fails (logged once), run eagerly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,9 +168,10 @@ class TorchSession:
         """The graph's outputs by name, for an input already on the device (eager)."""
         values = dict(self._constants)
         values[self._inputs[0].name] = x
-        for node in self._nodes:
-            args = [values[name] if name else None for name in node.inputs]
-            values.update(zip(node.outputs, _OPS[node.op](node, args), strict=True))
+        with _full_fp32_convolutions() if self.device.type == "cuda" else nullcontext():
+            for node in self._nodes:
+                args = [values[name] if name else None for name in node.inputs]
+                values.update(zip(node.outputs, _OPS[node.op](node, args), strict=True))
         return {o.name: values[o.name] for o in self._outputs}
 
     def _run(
@@ -218,6 +220,23 @@ class TorchSession:
         if self._pool is None:
             self._pool = graph.pool()
         return _Captured(graph, static, outputs)
+
+
+@contextmanager
+def _full_fp32_convolutions() -> Iterator[None]:
+    """cuDNN convolutions in full fp32 while the detector runs (and is captured), not in TF32,
+    PyTorch's default on Ampere and later. Why: TF32 moved SCRFD-500M's outputs by up to 9e-3
+    from ONNX Runtime's (5.7e-6 in full fp32; H200, 2026-11-26), enough to move boxes of frames
+    shrunk to the detector input past 0.05 px, and it bought no speed: the graph replays in
+    1.13-1.31 ms in full fp32 against 1.22-1.46 ms in TF32 (its ~130 kernels are small). The flag
+    is process-wide: a front-end worker runs no other convolutions meanwhile (its decode thread
+    has none); elsewhere a concurrent fp32 convolution is only made exact."""
+    cudnn = torch.backends.cudnn
+    before, cudnn.allow_tf32 = cudnn.allow_tf32, False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32 = before
 
 
 def letterbox_tensor(frame: Value, size: tuple[int, int], fitted: tuple[int, int]) -> Value:

@@ -395,8 +395,10 @@ def _warn_software_once(device_type: str, reason: str) -> None:
 
 
 def _hwaccel(device_type: str) -> av.codec.hwaccel.HWAccel:
-    """Frames come back to host memory; ``primary_ctx`` shares the CUDA context PyTorch already
-    holds in the process instead of creating one per video."""
+    """Frames come back to host memory; ``primary_ctx`` shares the device's primary CUDA context
+    instead of creating one per video. libav takes it only with its own flags: once PyTorch has
+    made it active (a detector on CUDA), creating the device fails with EOPNOTSUPP and decoding
+    falls back to software (seen on an H200: `bench/probe_nvdec.py`)."""
     return av.codec.hwaccel.HWAccel(
         device_type, allow_software_fallback=True, options={"primary_ctx": "1"}
     )
