@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench import frontend
+from bench.machine import GpuBusy
 from bench.stats import outcome_rate, percentiles, ratio
 from bench.untrained import make_checkpoint
 from fame.faces.frontend import available_cpus
@@ -106,7 +107,9 @@ def run(
         wide: dict[str, Any] = {}
         with _Service(env, work / "default", settings.timeout_s) as service:
             _warm_up(service, burst, settings.workers)
-            result = service.offer(burst, interval_s=0.0)
+            with GpuBusy() as busy:
+                result = service.offer(burst, interval_s=0.0)
+            result["gpu_busy"] = busy.result()
             if clip is not None and latency_source is not None:
                 latency = _latency(service, clip, latency_source, settings)
         if clip is not None and latency_source is not None and settings.wide_workers:

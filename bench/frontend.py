@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from bench.machine import GpuBusy
 from bench.stats import median, ratio, time_calls
 from fame.errors import FameError
 from fame.faces.detector import FaceDetector
@@ -351,9 +352,10 @@ def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, 
     with FrontEndPool(config, workers=workers) as pool:
         for warm in [pool.submit(video) for video in warm_up_videos(videos, workers)]:
             warm.result()
-        started = time.perf_counter()
-        results = [f.result() for f in [pool.submit(path) for path in videos]]
-        seconds = time.perf_counter() - started
+        with GpuBusy() as busy:
+            started = time.perf_counter()
+            results = [f.result() for f in [pool.submit(path) for path in videos]]
+            seconds = time.perf_counter() - started
         threads = pool.config.detector_threads
     frames = sum(r.sampled_frames for r in results)
     return {
@@ -364,4 +366,5 @@ def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, 
         "seconds": seconds,
         "events_per_s": len(videos) / seconds,
         "sampled_frames_per_s": frames / seconds,
+        "gpu_busy": busy.result(),  # None without an NVIDIA GPU
     }

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import torch
@@ -138,3 +141,59 @@ def machine_info(command: list[str]) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda_version"] = torch.version.cuda
     return info
+
+
+class GpuBusy:
+    """How busy GPU 0 was while a block ran: NVML's utilisation (the share of each sampling
+    period in which a kernel ran, any process's), read every `interval_s`. Why: it says whether
+    several front-end processes' detections take turns on one GPU (near 100 %) or leave it idle.
+    ``result()`` is None where NVML is missing (no NVIDIA driver, or no nvidia-ml-py)."""
+
+    def __init__(self, interval_s: float = 0.05, read: Callable[[], int] | None = None) -> None:
+        self._interval_s = interval_s
+        self._read = read if read is not None else _nvml_utilisation()
+        self._samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuBusy:
+        if self._read is not None:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> dict[str, float] | None:
+        if not self._samples:
+            return None
+        return {
+            "mean_percent": sum(self._samples) / len(self._samples),
+            "max_percent": float(max(self._samples)),
+            "samples": float(len(self._samples)),
+        }
+
+    def _sample(self) -> None:
+        assert self._read is not None
+        while not self._stop.is_set():
+            self._samples.append(self._read())
+            self._stop.wait(self._interval_s)
+
+
+def _nvml_utilisation() -> Callable[[], int] | None:
+    try:
+        import pynvml  # nvidia-ml-py: in the lent GPU image, not a dependency of ours
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+    except Exception:  # no module, no driver, no device: nothing to read
+        return None
+    return lambda: int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)

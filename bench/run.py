@@ -241,6 +241,10 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _busy(busy: dict[str, float]) -> str:
+    return f"mean {busy['mean_percent']:.0f}%, max {busy['max_percent']:.0f}%"
+
+
 def _check(value: float, target: float, higher_is_better: bool = True) -> str:
     if math.isnan(value):
         return "n/a"
@@ -413,10 +417,17 @@ def summary(results: dict[str, Any]) -> str:
                 else ")"
             )
         )
+        for name, busy in [
+            ("front-end ceiling", b["frontend_ceiling"].get("gpu_busy")),
+            ("burst", b.get("gpu_busy")),
+        ]:
+            if busy:
+                lines.append(f"  GPU busy during the {name}: {_busy(busy)}")
         for c in b.get("ceiling_by_workers", []):
             lines.append(
                 f"  front-end ceiling with {c['workers']} workers: {c['events_per_s']:.3f} "
                 f"events/s, {c['sampled_frames_per_s']:.0f} sampled frames/s"
+                + (f", GPU busy {_busy(c['gpu_busy'])}" if c.get("gpu_busy") else "")
             )
         cpu = b.get("detector_onnxruntime_cpu", {})
         if cpu.get("error"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -393,9 +394,11 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     )
     embedded = results["embedded"]
     embedded["detector_onnxruntime_cpu"] = {"events_per_s": 1.0, "events_per_s_vs_default": 0.3}
+    busy = {"mean_percent": 97.4, "max_percent": 100.0, "samples": 60.0}
     embedded["ceiling_by_workers"] = [
-        {"workers": 4, "events_per_s": 2.5, "sampled_frames_per_s": 110.0}
+        {"workers": 4, "events_per_s": 2.5, "sampled_frames_per_s": 110.0, "gpu_busy": busy}
     ]
+    embedded["frontend_ceiling"]["gpu_busy"] = busy
     embedded["nvdec"] = {
         "events_per_s": 4.0,
         "events_per_s_vs_software_decoding": 1.2,
@@ -410,8 +413,42 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     assert "letterbox on the device, in the network's call: 1.50x the host's letterbox" in text
     assert "FAME_DETECTOR_BACKEND=onnxruntime (SCRFD on the CPU), burst: 1.000" in text
     assert "FAME_HWACCEL=cuda (NVDEC), burst: 4.000 events/s (1.20x" in text
-    assert "front-end ceiling with 4 workers: 2.500 events/s, 110 sampled frames/s" in text
+    assert (
+        "front-end ceiling with 4 workers: 2.500 events/s, 110 sampled frames/s, "
+        "GPU busy mean 97%, max 100%"
+    ) in text
+    assert "GPU busy during the front-end ceiling: mean 97%, max 100%" in text
+    assert "GPU busy during the burst" not in text  # a CPU run's burst has no reading
     embedded["nvdec"] = {"error": "RuntimeError('no NVDEC')"}
     assert "NVDEC) burst failed: RuntimeError('no NVDEC')" in summary(results)
     embedded["nvdec"] = {"unavailable": "OSError: [Errno 95] Operation not supported"}
     assert "NVDEC) not measured: OSError: [Errno 95]" in summary(results)
+
+
+def test_gpu_busy_samples_while_the_block_runs() -> None:
+    from bench.machine import GpuBusy
+
+    readings = iter([20, 100, 60] + [60] * 1000)
+    with GpuBusy(interval_s=0.001, read=lambda: next(readings)) as busy:
+        deadline = time.monotonic() + 5
+        while busy.result() is None or busy.result()["samples"] < 3:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the sampler never ran"
+            time.sleep(0.001)
+    result = busy.result()
+    assert result is not None and result["max_percent"] == 100.0
+    assert 20 < result["mean_percent"] <= 100
+    after = result["samples"]
+    time.sleep(0.01)
+    assert busy.result() == result and after == result["samples"]  # stopped with the block
+
+
+def test_gpu_busy_is_none_without_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No nvidia-ml-py (as in this project's environment): nothing read, nothing claimed."""
+    import sys
+
+    from bench.machine import GpuBusy
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
+    with GpuBusy(interval_s=0.001) as busy:
+        time.sleep(0.01)
+    assert busy.result() is None
