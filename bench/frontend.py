@@ -138,12 +138,16 @@ def run(videos: list[Path], detector_path: Path, backend: str = "auto") -> dict[
 
 
 NETWORK_SIZES = ((640, 384), (640, 640))  # (width, height): a 16:9 frame's input, a square one
+# frames per call of SCRFD's network on CUDA: whether a batch costs about one frame's GPU time,
+# the premise of batching detections across a worker's decoded frames
+NETWORK_BATCHES = (4, 8)
 
 
 def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, Any]]:
     """SCRFD's network alone (no resize, anchors or NMS) on a random blob per input size: ms per
     call (median, outputs back on the host) for each runtime, and the largest output difference
-    from ONNX Runtime on the CPU (the reference every other runtime must reproduce)."""
+    from ONNX Runtime on the CPU (the reference every other runtime must reproduce). On CUDA,
+    also the CUDA-graph replay of `NETWORK_BATCHES` frames per call (`network_batch_row`)."""
     import onnxruntime
     import torch
 
@@ -179,7 +183,35 @@ def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, A
                     ),
                 }
             )
+        if device == "cuda":
+            for batch in NETWORK_BATCHES:
+                graphs = runtimes["torch:cuda graphs"]
+                row = network_batch_row(graphs, reference, batch, (width, height), repeats)
+                rows.append({"runtime": "torch:cuda graphs", **row})
     return rows
+
+
+def network_batch_row(
+    session: Any, reference: Any, batch: int, size: tuple[int, int], repeats: int
+) -> dict[str, Any]:
+    """`batch` random frames in one call of `session`: ms per call and per frame, and the
+    largest difference from `reference` run on each frame alone. SCRFD's heads reshape to
+    ``[1, -1, C]`` after a channels-last transpose, so a batch's rows come frame after frame:
+    the frames' outputs, concatenated in order, are the batch's."""
+    width, height = size
+    name = reference.get_inputs()[0].name
+    blob = np.random.default_rng(batch).standard_normal((batch, 3, height, width), np.float32)
+    alone = [reference.run(None, {name: blob[i : i + 1]}) for i in range(batch)]
+    want = [np.concatenate(outputs, axis=1) for outputs in zip(*alone, strict=True)]
+    got = session.run(None, {name: blob})
+    ms = 1000 * median(time_calls(functools.partial(session.run, None, {name: blob}), repeats))
+    return {
+        "input": f"{width}x{height}",
+        "batch": batch,
+        "ms": ms,
+        "ms_per_frame": ms / batch,
+        "max_abs_diff": max(float(np.abs(a - b).max()) for a, b in zip(want, got, strict=True)),
+    }
 
 
 def warm_up_videos(videos: list[Path], workers: int) -> list[Path]:

@@ -328,9 +328,15 @@ def summary(results: dict[str, Any]) -> str:
             "  SCRFD network alone, ms per call (max output difference from onnxruntime:cpu):"
         )
         for row in results["frontend"].get("detector_network", []):
+            batch = row.get("batch", 1)
             lines.append(
                 f"    {row['runtime']:<20} {row['input']:<8} {row['ms']:>7.2f} ms  "
                 f"({row['max_abs_diff']:.1e})"
+                + (
+                    f"  {batch} frames a call: {row['ms_per_frame']:.2f} ms a frame"
+                    if batch > 1
+                    else ""
+                )
             )
         host = results["frontend"].get("detector_host", [])
         if host:

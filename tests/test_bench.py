@@ -126,6 +126,41 @@ def test_bench_offers_the_services_detector_backends() -> None:
     assert parse_args([]).detector_backend == "auto"
 
 
+def test_a_batch_of_frames_through_scrfd_is_each_frame_alone(detector: Path) -> None:
+    """The premise of batching detections: PyTorch runs SCRFD's graph on several frames in one
+    call, and the outputs split frame by frame into what each frame alone gives."""
+    import onnxruntime
+
+    from fame.faces.scrfd_graph import free_size_graph
+    from fame.faces.torch_session import TorchSession
+
+    graph = free_size_graph(detector)
+    assert graph is not None
+    reference = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    row = frontend.network_batch_row(TorchSession(graph, "cpu"), reference, 3, (160, 96), 1)
+    assert (row["input"], row["batch"]) == ("160x96", 3)
+    assert row["ms_per_frame"] == pytest.approx(row["ms"] / 3)
+    assert row["max_abs_diff"] < 1e-4
+    # the same comparison catches frames out of order: ONNX Runtime itself, frames reversed
+    reversed_frames = _ReversedBatch(reference)
+    assert (
+        frontend.network_batch_row(reversed_frames, reference, 3, (160, 96), 1)["max_abs_diff"]
+        > 1e-2
+    )
+
+
+class _ReversedBatch:
+    """A session that runs each frame alone but returns them last frame first."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def run(self, names: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        ((name, blob),) = feed.items()
+        alone = [self._session.run(names, {name: blob[i : i + 1]}) for i in range(len(blob))]
+        return [np.concatenate(outputs[::-1], axis=1) for outputs in zip(*alone, strict=True)]
+
+
 def test_detector_host_work_on_either_runtime(shared: Path, detector: Path) -> None:
     """PyTorch letterboxes a frame smaller than the input on its device, so its runtime call
     includes that resize; ONNX Runtime's gets the host's letterbox."""
@@ -376,6 +411,16 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     results["frontend"]["detector_network"].append(
         {"runtime": "torch:cuda graphs", "input": "640x384", "ms": 0.4, "max_abs_diff": 2e-3}
     )
+    results["frontend"]["detector_network"].append(
+        {
+            "runtime": "torch:cuda graphs",
+            "input": "640x640",
+            "batch": 8,
+            "ms": 1.6,
+            "ms_per_frame": 0.2,
+            "max_abs_diff": 5e-6,
+        }
+    )
     results["frontend"].setdefault("detector_host", []).append(
         {
             "video": "carphone_pristine.mp4",
@@ -410,6 +455,7 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     assert "decode-only on NVDEC failed: [corrupt_stream] cannot open" in text
     assert "NVDEC really decoded: True" in text
     assert "torch:cuda graphs" in text
+    assert "8 frames a call: 0.20 ms a frame" in text
     assert "letterbox on the device, in the network's call: 1.50x the host's letterbox" in text
     assert "FAME_DETECTOR_BACKEND=onnxruntime (SCRFD on the CPU), burst: 1.000" in text
     assert "FAME_HWACCEL=cuda (NVDEC), burst: 4.000 events/s (1.20x" in text
