@@ -178,9 +178,7 @@ def detector_network(detector_path: Path, repeats: int = 20) -> list[dict[str, A
                     "runtime": runtime,
                     "input": f"{width}x{height}",
                     "ms": 1000 * median(seconds),
-                    "max_abs_diff": max(
-                        float(np.abs(a - b).max()) for a, b in zip(want, got, strict=True)
-                    ),
+                    "max_abs_diff": _max_difference(want, got),
                 }
             )
         if device == "cuda":
@@ -210,8 +208,13 @@ def network_batch_row(
         "batch": batch,
         "ms": ms,
         "ms_per_frame": ms / batch,
-        "max_abs_diff": max(float(np.abs(a - b).max()) for a, b in zip(want, got, strict=True)),
+        "max_abs_diff": _max_difference(want, got),
     }
+
+
+def _max_difference(want: list[np.ndarray], got: list[np.ndarray]) -> float:
+    """The largest absolute difference between two runs' outputs, output by output."""
+    return max(float(np.abs(a - b).max()) for a, b in zip(want, got, strict=True))
 
 
 def warm_up_videos(videos: list[Path], workers: int) -> list[Path]:
