@@ -3,7 +3,8 @@
 All three stages use the service's sampling (8 fps by default), so "sampled frames/s" compares
 like with like: decode-only still decodes every frame and keeps the sampled ones. The full front
 end then runs once per lever in `LEVERS` (detecting on every 2nd sampled frame,
-`FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both) and once on the detector
+`FAME_DETECT_EVERY`; a 320-px detector input, `FAME_DETECT_SIZE`; both; 8 frames per detector
+call, `FAME_DETECT_BATCH`: its crops are the default's) and once on the detector
 runtime that `auto` did not choose (`FAME_DETECTOR_BACKEND`: PyTorch on a CPU, where it is slower;
 on a GPU machine whichever of ONNX Runtime and PyTorch `auto` left out), with how far its crops
 move from the default settings. `detector_network` times SCRFD's network alone per runtime
@@ -48,12 +49,14 @@ class Lever(NamedTuple):
     det_size: int = 640  # FAME_DETECT_SIZE
     detector_backend: str = "auto"  # FAME_DETECTOR_BACKEND
     hwaccel: str = "none"  # FAME_HWACCEL
+    detect_batch: int = 1  # FAME_DETECT_BATCH
 
 
 LEVERS = {
     "detect_every_2": Lever(detect_every=2),
     "detect_size_320": Lever(det_size=320),
     "detect_every_2_size_320": Lever(detect_every=2, det_size=320),
+    "detect_batch_8": Lever(detect_batch=8),
 }
 
 
@@ -227,13 +230,18 @@ def warm_up_videos(videos: list[Path], workers: int) -> list[Path]:
 def _warm_detectors(
     videos: list[Path], config: FrontEndConfig, detectors: list[FaceDetector]
 ) -> None:
-    """Each detector once on each video's first frame, untimed: on a GPU PyTorch captures a CUDA
-    graph per input size on first sight, which would land in whichever timed run met it first."""
+    """Each detector once on each video's first frame, and on batches of it as `LEVERS` ask,
+    untimed: on a GPU PyTorch captures a CUDA graph per input size and batch size (batches are
+    padded to powers of two) on first sight, which would land in whichever timed run met it
+    first."""
+    largest = max(lever.detect_batch for lever in LEVERS.values())
+    batch_sizes = [1 << k for k in range(largest.bit_length()) if 1 << k <= largest]
     for path in videos:
         with Video(path, config.limits) as video:
             first = next(video.frames(config.sampling)).rgb
         for detector in detectors:
-            detector.detect(first)
+            for size in batch_sizes:
+                detector.detect_batch([first] * size)
 
 
 def detector_host(
@@ -241,7 +249,7 @@ def detector_host(
 ) -> list[dict[str, Any]]:
     """Per video (its first ``frames`` sampled frames): ms per frame of `ScrfdDetector.detect`,
     of its runtime call alone (network and candidate selection: `_candidates` on the letterboxed
-    frame, or where PyTorch letterboxes the frame on its device, `_candidates_of_frame` on the
+    frame, or where PyTorch letterboxes the frame on its device, `_candidates_of_frames` on the
     frame, that resize and the frame's upload included), the difference (``host_ms``: the
     worker's CPU around the network, which is what is left of detection for the worker once the
     network runs on the GPU), and InsightFace's ``SCRFD.detect`` on the same frames (given the
@@ -250,7 +258,7 @@ def detector_host(
     (``letterbox_ms``) and the runtime call on its image (``letterboxed_network_ms``), and
     ``device_letterbox_speedup``, their sum over ``network_ms``."""
     from fame.faces.detector import ScrfdDetector
-    from fame.faces.scrfd_frame import fit, letterbox
+    from fame.faces.scrfd_frame import fit, letterbox, letterbox_frames
 
     if not isinstance(detector, ScrfdDetector):
         return []
@@ -261,9 +269,9 @@ def detector_host(
         with Video(path, config.limits) as video:
             rgb = [frame.rgb for frame in itertools.islice(video.frames(config.sampling), frames)]
         size = detector.input_size(*rgb[0].shape[:2])
-        boxed = [letterbox(frame, size).image for frame in rgb]
+        boxed = [letterbox_frames([frame], size) for frame in rgb]  # batches of one
         adapter.det_thresh = detector.det_thresh
-        calls: dict[str, tuple[Any, list[np.ndarray]]] = {
+        calls: dict[str, tuple[Any, list[Any]]] = {
             "detect": (detector.detect, rgb),
             "letterboxed_network": (detector._candidates, boxed),
             "insightface_detect": (
@@ -274,8 +282,10 @@ def detector_host(
         on_device = detector.letterboxes_on_device(rgb[0].shape)
         if on_device:
             placed = fit(rgb[0].shape, size)
-            device_call = functools.partial(detector._candidates_of_frame, size=size, placed=placed)
-            calls["network"] = (device_call, rgb)
+            device_call = functools.partial(
+                detector._candidates_of_frames, size=size, placed=placed
+            )
+            calls["network"] = (device_call, [[frame] for frame in rgb])  # batches of one
             calls["letterbox"] = (functools.partial(letterbox, size=size), rgb)
         seconds: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(repeats):  # interleaved, so a slow spell of the machine hits them all
@@ -380,10 +390,13 @@ def decode_ceiling(videos: list[Path], workers: int, hwaccel: str = "none") -> d
     }
 
 
-def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, Any]:
+def ceiling(
+    videos: list[Path], detector_path: Path, workers: int, detect_batch: int = 1
+) -> dict[str, Any]:
     """Events/s of `FrontEndPool(workers)` alone over `videos` submitted at once (detector
-    loading excluded: the pool is warmed by one video first)."""
-    config = frontend_config(detector_path)
+    loading excluded: the pool is warmed by one video first), detecting ``detect_batch``
+    frames per call (`FAME_DETECT_BATCH`)."""
+    config = dataclasses.replace(frontend_config(detector_path), detect_batch=detect_batch)
     with FrontEndPool(config, workers=workers) as pool:
         for warm in [pool.submit(video) for video in warm_up_videos(videos, workers)]:
             warm.result()
@@ -396,6 +409,7 @@ def ceiling(videos: list[Path], detector_path: Path, workers: int) -> dict[str, 
     return {
         "detector": results[0].detector,
         "workers": workers,
+        "detect_batch": detect_batch,
         "detector_threads_per_worker": threads,
         "videos": len(videos),
         "seconds": seconds,

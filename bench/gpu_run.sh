@@ -15,7 +15,7 @@ export PYTHONPATH="$SITE"
 # bounded: a CUDA graph capture that hangs must not eat the call (here ~15 s on 2 CPU cores)
 # the whole test output comes back as $OUT/gpu-tests.txt; failures are summarised here
 timeout 180 python3 -m pytest -q -p no:cacheprovider -rfE --tb=short tests/test_torch_session.py \
-  tests/test_scrfd_frame.py tests/test_detector_size.py >"$OUT/gpu-tests.txt" 2>&1
+  tests/test_scrfd_frame.py tests/test_detector_size.py tests/test_detect_batch.py >"$OUT/gpu-tests.txt" 2>&1
 status=$?
 grep -E '^(FAILED|ERROR|E  )' "$OUT/gpu-tests.txt" | head -30
 tail -3 "$OUT/gpu-tests.txt"

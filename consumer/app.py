@@ -51,6 +51,7 @@ def frontend_config(settings: Settings) -> FrontEndConfig:
         detector_path=str(settings.detector_model) if settings.detector_model else None,
         crop_size_px=CROP_SIZE,
         detect_every=settings.detect_every,
+        detect_batch=settings.detect_batch,
         det_size=settings.detect_size,
         detector_threads=settings.detector_threads,
         detector_backend=settings.detector_backend,
@@ -122,6 +123,17 @@ class Service:
             task_timeout_s=settings.task_timeout_s,
             memory_limit_mb=settings.worker_memory_limit_mb,
             worker_setup=logs.child_setup(settings.log_level),
+        )
+        front = self.frontend.config
+        log.info(
+            "front end: %d workers x %d detector threads; detects every %d sampled frame(s), "
+            "%d key frame(s) per detector call, at %d px; decoder %s",
+            settings.workers,
+            front.detector_threads,
+            front.detect_every,
+            front.detect_batch,
+            front.det_size,
+            front.hwaccel,
         )
         pipeline = Pipeline(
             publisher=self.publisher,

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     detect_every: int = Field(
         1, ge=1, le=8, description="detect faces on every k-th sampled frame, interpolate between"
     )
+    detect_batch: int = Field(
+        1,
+        ge=1,
+        le=32,  # fame.faces.frontend.MAX_DETECT_BATCH (not imported: settings load light)
+        description="key frames per face-detector call: on a GPU a batch costs little more than "
+        "one frame; on a CPU keep 1 (a batch is slower per frame there, see docs/benchmarks.md)",
+    )
     detect_size: int = Field(
         640,
         ge=128,

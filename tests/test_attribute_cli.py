@@ -150,8 +150,12 @@ def test_every_subcommand_help_shows_its_defaults(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     ("option", "good", "bad", "field"),
-    [("--detect-every", "3", "0", "detect_every"), ("--detect-size", "320", "300", "det_size")],
-    ids=["key-frame-detection", "smaller-detector-input"],
+    [
+        ("--detect-every", "3", "0", "detect_every"),
+        ("--detect-size", "320", "300", "det_size"),
+        ("--detect-batch", "4", "33", "detect_batch"),
+    ],
+    ids=["key-frame-detection", "smaller-detector-input", "batched-detection"],
 )
 def test_attribute_with_a_front_end_speed_lever(
     shared: Path,

@@ -174,14 +174,14 @@ def test_detector_host_work_on_either_runtime(shared: Path, detector: Path) -> N
         def spy(name: str, method: Any, calls: list[str] = calls) -> Any:
             return lambda *a, **k: calls.append(name) or method(*a, **k)
 
-        for name in ("_candidates", "_candidates_of_frame"):
+        for name in ("_candidates", "_candidates_of_frames"):
             setattr(scrfd, name, spy(name, getattr(scrfd, name)))
         (row,) = frontend.detector_host([video], scrfd, frames=3, repeats=1)
         # 3 frames, warmed once and timed once: detect and the network call go through the
         # device letterbox where it is used; the host path's call on the letterboxed image
         # always runs
         on_device = letterbox_on == "device"
-        assert calls.count("_candidates_of_frame") == (12 if on_device else 0)
+        assert calls.count("_candidates_of_frames") == (12 if on_device else 0)
         assert calls.count("_candidates") == (6 if on_device else 12)
         assert row["letterbox_on"] == letterbox_on
         assert row["input"] == "640x544"
@@ -318,8 +318,32 @@ def test_embedded_bench_runs_the_service_without_kafka_or_redis(
     assert (wide["workers"], wide["detector_threads"]) == settings.wide_split()
     assert wide["paced"]["verdicts"] == 2 and wide["paced"]["latency_s"]["p95"] > 0
     assert result["ceiling_by_workers"] == []  # detection on this CPU: no GPU to share
+    assert result["batched_detection"] == {}  # measured where detection shares a GPU
     with pytest.raises(ValueError, match="events >= 2"):
         embedded.EmbeddedSettings(events=1)
+
+
+def test_batched_detection_burst_runs_the_service_with_batches(
+    shared: Path, detector: Path, tmp_path: Path
+) -> None:
+    """What a GPU run adds (`embedded._batched_detection`), run here on the CPU: the front-end
+    ceiling and a burst of the service detecting 8 frames per call, every verdict made."""
+    from bench import embedded
+
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    settings = embedded.EmbeddedSettings(model_name="fame_tiny", events=2, workers=1)
+    env = embedded.service_env(settings, tmp_path, [carphone], detector)
+    burst = [carphone] * 2
+    decode = {"events_per_s": 100.0}
+    default = {"events_per_s": 2.0}
+    result = embedded._batched_detection(env, tmp_path, burst, settings, default, decode)
+    assert result["detect_batch"] == embedded.BATCHED_DETECTION
+    assert result["frontend_ceiling"]["detect_batch"] == embedded.BATCHED_DETECTION
+    assert (result["verdicts"], result["dead_letters"]) == (2, 0)
+    assert result["events_per_s_vs_default"] == pytest.approx(result["events_per_s"] / 2.0)
+    assert result["e2e_vs_decode_ceiling"] == pytest.approx(result["events_per_s"] / 100.0)
+    log = (tmp_path / "batched" / "consumer.log").read_text()
+    assert "8 key frame(s) per detector call" in log
 
 
 @pytest.mark.parametrize(("cpus", "events"), [(2, 16), (4, 16), (16, 64)])
@@ -444,6 +468,14 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
         {"workers": 4, "events_per_s": 2.5, "sampled_frames_per_s": 110.0, "gpu_busy": busy}
     ]
     embedded["frontend_ceiling"]["gpu_busy"] = busy
+    embedded["batched_detection"] = {
+        "detect_batch": 8,
+        "events_per_s": 30.0,
+        "events_per_s_vs_default": 1.5,
+        "e2e_vs_decode_ceiling": 0.85,
+        "frontend_ceiling": {"events_per_s": 31.0, "sampled_frames_per_s": 2400.0},
+        "gpu_busy": busy,
+    }
     embedded["nvdec"] = {
         "events_per_s": 4.0,
         "events_per_s_vs_software_decoding": 1.2,
@@ -464,6 +496,11 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
         "GPU busy mean 97%, max 100%"
     ) in text
     assert "GPU busy during the front-end ceiling: mean 97%, max 100%" in text
+    assert (
+        "FAME_DETECT_BATCH=8, burst: 30.000 events/s (1.50x the default; ratio to the "
+        "decode-only ceiling 0.850 [GPU target >= 0.8: MET]); front-end ceiling 31.000 "
+        "events/s, 2400 sampled frames/s, GPU busy mean 97%"
+    ) in text
     assert "GPU busy during the burst" not in text  # a CPU run's burst has no reading
     embedded["nvdec"] = {"error": "RuntimeError('no NVDEC')"}
     assert "NVDEC) burst failed: RuntimeError('no NVDEC')" in summary(results)

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from fame.errors import FameError
-from fame.faces import detector as detector_module
+from fame.faces import scrfd_graph
 from fame.faces.detector import ScrfdDetector, fit_input_size
 from fame.faces.frontend import FrontEnd, FrontEndConfig, FrontEndPool
 from fame.faces.scrfd_graph import free_size_graph
@@ -82,7 +82,7 @@ def test_smaller_input_still_finds_the_face(shared: Path, detector: Path) -> Non
 def test_a_graph_that_cannot_be_freed_keeps_its_native_size(
     detector: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(detector_module, "free_size_graph", lambda _path: None)
+    monkeypatch.setattr(scrfd_graph, "free_size_graph", lambda _path: None)
     fixed = ScrfdDetector(detector, det_thresh=0.4, det_size=320)
     assert fixed.native_size == (640, 640)
     assert fixed.input_size(720, 1280) == (640, 640)

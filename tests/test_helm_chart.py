@@ -607,6 +607,7 @@ CONSUMER_SETTINGS = {
     "maxVerdictTracks": "max_verdict_tracks",
     "workers": "workers",
     "detectEvery": "detect_every",
+    "detectBatch": "detect_batch",
     "detectSize": "detect_size",
     "detectorThreads": "detector_threads",
     "maxVideoBytes": "max_video_bytes",

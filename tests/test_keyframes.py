@@ -4,6 +4,7 @@ calls, and the crops stay close to detecting everywhere)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,12 @@ class _CountingDetector:
         self.calls = 0
 
     def detect(self, rgb: np.ndarray) -> Detections:
-        self.calls += 1
-        return self._inner.detect(rgb)
+        (found,) = self.detect_batch([rgb])
+        return found
+
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        self.calls += len(frames)
+        return self._inner.detect_batch(frames)
 
 
 @pytest.mark.parametrize("every", [2, 3])

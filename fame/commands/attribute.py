@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="detect faces on every K-th sampled frame, interpolate between (as FAME_DETECT_EVERY)",
     )
     parser.add_argument(
+        "--detect-batch",
+        type=_detect_batch,
+        default=1,
+        metavar="N",
+        help="key frames per face-detector call, 1-32: faster on a GPU, keep 1 on a CPU (as "
+        "FAME_DETECT_BATCH)",
+    )
+    parser.add_argument(
         "--detect-size",
         type=_detect_size,
         default=640,
@@ -162,6 +170,7 @@ def _frontend(args: argparse.Namespace, file_roots: tuple[Path, ...]) -> FrontEn
             detector_backend=args.detector_backend,
             crop_size_px=CROP_SIZE,  # as in training; the engine resizes for the model
             detect_every=args.detect_every,
+            detect_batch=args.detect_batch,
             det_size=args.detect_size,
         )
     )
@@ -205,6 +214,15 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _detect_batch(text: str) -> int:
+    from fame.faces.frontend import MAX_DETECT_BATCH
+
+    value = int(text)
+    if not 1 <= value <= MAX_DETECT_BATCH:
+        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_DETECT_BATCH}], got {value}")
     return value
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeGuard
+from typing import NamedTuple, TypeGuard
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ from fame.faces.detector import DETECTOR_BACKENDS, Detections, FaceDetector, loa
 from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
 from fame.video import decode
+from fame.video.ahead import DEPTH as AHEAD_DEPTH
 from fame.video.ahead import DecodeAhead
 from fame.video.decode import HWACCELS, DecodeLimits, SamplingPolicy, Video, VideoInfo
 from fame.video.fetch import FetchPolicy, fetch
@@ -36,6 +37,7 @@ from fame.video.sandbox import SandboxPool
 from schemas.errors import ErrorCode
 
 STAGES = ("fetch", "decode", "detect", "track", "align")
+MAX_DETECT_BATCH = 32  # frames waiting for their batch are held decoded: bound the memory
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +63,10 @@ class FrontEndConfig:
     hwaccel: str = "none"  # "cuda": decode on the GPU's NVDEC (see fame.video.decode)
     crop_size_px: int = 112
     detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
+    # key frames per detector call: one network call for several frames (a GPU runs a batch of 8
+    # in about the time of one frame); frames wait for their batch, so a worker holds up to
+    # 2 x detect_batch x detect_every decoded frames (those waiting and those decoded ahead)
+    detect_batch: int = 1
     # CPU threads for the detector (ONNX Runtime's intra-op threads) and for the decoder; 0: one
     # per core for a lone FrontEnd, and the CPUs divided among the workers in a FrontEndPool
     # (whose parallelism is its processes)
@@ -70,6 +76,10 @@ class FrontEndConfig:
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if not 1 <= self.detect_batch <= MAX_DETECT_BATCH:
+            raise ValueError(
+                f"detect_batch must be in 1..{MAX_DETECT_BATCH}, got {self.detect_batch}"
+            )
         if self.detector_threads < 0:
             raise ValueError(f"detector_threads must be >= 0, got {self.detector_threads}")
         if self.hwaccel not in HWACCELS:
@@ -171,8 +181,15 @@ class FrontEnd:
             ) as video,
         ):
             run = _TrackingRun(self.detector, self.config, timings_ms)
-            # "decode" is the decoding thread's own time, overlapped with detection
-            with DecodeAhead(video.frames(self.config.sampling), timings_ms, "decode") as frames:
+            # "decode" is the decoding thread's own time, overlapped with detection; it keeps
+            # decoding the next batch's frames while one batch is detected
+            frames_per_batch = self.config.detect_batch * self.config.detect_every
+            with DecodeAhead(
+                video.frames(self.config.sampling),
+                timings_ms,
+                "decode",
+                depth=max(AHEAD_DEPTH, frames_per_batch),
+            ) as frames:
                 for frame in frames:
                     run.add(frame.rgb, frame.index, frame.timestamp_s)
             run.finish()
@@ -195,11 +212,20 @@ def process_video(
     return FrontEnd(config or FrontEndConfig()).process(source, sha256)
 
 
+class _Sampled(NamedTuple):
+    rgb: np.ndarray
+    frame_index: int
+    timestamp_s: float
+    key: bool  # detected (else placed between the key frames around it)
+
+
 class _TrackingRun:
     """Detect, track and align one video's sampled frames, keeping crops per track id.
 
-    With ``detect_every`` k > 1, frames wait until the next key frame (every k-th, and the last)
-    is detected, then go through the tracker in order with interpolated faces."""
+    Key frames are every ``detect_every``-th sampled frame from the first, and the last. They
+    are detected ``detect_batch`` at a time, in one detector call; the frames wait in order
+    until their batch is detected, then go through the tracker in order, those between two key
+    frames with faces interpolated between them."""
 
     def __init__(
         self, detector: FaceDetector, config: FrontEndConfig, timings_ms: dict[str, float]
@@ -209,40 +235,53 @@ class _TrackingRun:
         self._timings_ms = timings_ms
         self._tracker = IouTracker(config.tracker)
         self._crops: dict[int, list[np.ndarray]] = {}
-        self._pending: list[tuple[np.ndarray, int, float]] = []
+        self._pending: list[_Sampled] = []
+        self._keys_pending = 0
         self._last_key: Detections | None = None
         self.frame_indices: list[int] = []
         self.timestamps_s: list[float] = []
 
     def add(self, rgb: np.ndarray, frame_index: int, timestamp_s: float) -> None:
-        self._pending.append((rgb, frame_index, timestamp_s))
-        if self._last_key is None or len(self._pending) >= self._config.detect_every:
+        sampled = len(self.frame_indices) + len(self._pending)
+        key = sampled % self._config.detect_every == 0
+        self._pending.append(_Sampled(rgb, frame_index, timestamp_s, key))
+        self._keys_pending += key
+        if self._keys_pending >= self._config.detect_batch:
             self._flush()
 
     def _flush(self) -> None:
-        """Detect on the newest pending frame; place the older ones between the two key frames."""
+        """Detect the pending key frames in one call; place the frames between them."""
         if not self._pending:
             return
+        if not self._pending[-1].key:  # the last frame (`finish`) is a key frame too
+            self._pending[-1] = self._pending[-1]._replace(key=True)
         started = time.perf_counter()
-        key = self._detector.detect(self._pending[-1][0])
+        found = self._detector.detect_batch([frame.rgb for frame in self._pending if frame.key])
         self._timings_ms["detect"] += _ms_since(started)
-        *older, newest = self._pending
-        for position, (rgb, frame_index, timestamp_s) in enumerate(older):
-            assert self._last_key is not None  # the first frame is always a key frame
-            started = time.perf_counter()
-            fraction = (position + 1) / len(self._pending)
-            detections = interpolate(
-                self._last_key, key, fraction, self._config.tracker.iou_threshold
-            )
-            self._timings_ms["track"] += _ms_since(started)
-            self._track_and_align(rgb, frame_index, timestamp_s, detections)
-        self._track_and_align(*newest, key)
-        self._last_key = key
+        keys = iter(found)
+        between: list[_Sampled] = []
+        for frame in self._pending:
+            if not frame.key:
+                between.append(frame)
+                continue
+            key = next(keys)
+            for position, older in enumerate(between):
+                assert self._last_key is not None  # the first frame is always a key frame
+                started = time.perf_counter()
+                fraction = (position + 1) / (len(between) + 1)
+                detections = interpolate(
+                    self._last_key, key, fraction, self._config.tracker.iou_threshold
+                )
+                self._timings_ms["track"] += _ms_since(started)
+                self._track_and_align(older, detections)
+            self._track_and_align(frame, key)
+            self._last_key = key
+            between = []
         self._pending = []
+        self._keys_pending = 0
 
-    def _track_and_align(
-        self, rgb: np.ndarray, frame_index: int, timestamp_s: float, detections: Detections
-    ) -> None:
+    def _track_and_align(self, frame: _Sampled, detections: Detections) -> None:
+        rgb = frame.rgb
         started = time.perf_counter()
         ids = self._tracker.update(detections.boxes, detections.scores)
         self._timings_ms["track"] += _ms_since(started)
@@ -254,11 +293,11 @@ class _TrackingRun:
             crop = align_face(rgb, detections.boxes[det], keypoints, self._config.crop_size_px)
             self._crops.setdefault(int(track_id), []).append(crop)
         self._timings_ms["align"] += _ms_since(started)
-        self.frame_indices.append(frame_index)
-        self.timestamps_s.append(timestamp_s)
+        self.frame_indices.append(frame.frame_index)
+        self.timestamps_s.append(frame.timestamp_s)
 
     def finish(self) -> None:
-        """Places the frames after the last key frame: the final frame is a key frame too."""
+        """Detects the last batch: the frames after the last full one, the final frame a key."""
         self._flush()
 
     def tracks(self) -> list[FaceTrack]:

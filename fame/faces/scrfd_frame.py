@@ -18,11 +18,15 @@ read from its adapter (`ScrfdLayout.of`).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+
+from fame.faces.scrfd_graph import split_rows
 
 MAX_ANCHOR_TABLES = 100  # input sizes whose anchor centres are kept (InsightFace keeps as many)
 
@@ -50,13 +54,14 @@ class ScrfdLayout:
             std=float(adapter.input_std),
         )
 
-    def split(self, outputs: list[Any]) -> tuple[list[Any], list[Any], list[Any]]:
-        """Outputs in ``output_names`` order as (scores, box distances, keypoint distances) per
-        stride, each flattened to one row per anchor (a batch of one is the frame itself)."""
+    def split(self, outputs: list[Any], frames: int = 1) -> tuple[list[Any], list[Any], list[Any]]:
+        """Outputs in ``output_names`` order, of a batch of ``frames``, as (scores, box
+        distances, keypoint distances) per stride, each ``[frames, anchors, ...]`` (rows come
+        frame after frame: `fame.faces.scrfd_graph.detector_graph` checked it)."""
         count = len(self.strides)
-        scores = [o.reshape(-1) for o in outputs[:count]]
-        boxes = [o.reshape(-1, 4) for o in outputs[count : 2 * count]]
-        points = [o.reshape(-1, 10) for o in outputs[2 * count : 3 * count]]
+        scores = [split_rows(o, frames)[..., 0] for o in outputs[:count]]
+        boxes = [split_rows(o, frames) for o in outputs[count : 2 * count]]
+        points = [split_rows(o, frames) for o in outputs[2 * count : 3 * count]]
         return scores, boxes, points if self.keypoints else []
 
 
@@ -94,23 +99,33 @@ class Letterboxed:
 
 def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> Letterboxed:
     """The frame resized straight into the padded detector input (see `fit`)."""
+    return Letterboxed(letterbox_frames([rgb], size)[0], fit(rgb.shape, size).scale)
+
+
+def letterbox_frames(frames: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """uint8 [B, H_in, W_in, 3]: frames of one shape, each letterboxed as `letterbox` does,
+    straight into one array (a batch for the network, with no copy to stack it)."""
     width, height = size
-    placed = fit(rgb.shape, size)
-    image = np.zeros((height, width, 3), np.uint8)
-    cv2.resize(rgb, (placed.width, placed.height), dst=image[: placed.height, : placed.width])
-    return Letterboxed(image, placed.scale)
+    placed = fit(frames[0].shape, size)
+    images = np.zeros((len(frames), height, width, 3), np.uint8)
+    for image, rgb in zip(images, frames, strict=True):
+        cv2.resize(rgb, (placed.width, placed.height), dst=image[: placed.height, : placed.width])
+    return images
 
 
-def blob(image: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """float32 [1, 3, H, W] ``(x - mean) / std``: what ``cv2.dnn.blobFromImage(image, 1 / std,
-    mean=(mean,) * 3)`` gives (the same float operations), one channel plane at a time."""
-    height, width = image.shape[:2]
-    out = np.empty((1, 3, height, width), np.float32)
+def blob(images: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """float32 [B, 3, H, W] ``(x - mean) / std`` of uint8 [B, H, W, 3] images (or one [H, W,
+    3] image, B = 1): what ``cv2.dnn.blobFromImage(image, 1 / std, mean=(mean,) * 3)`` gives
+    (the same float operations), one channel plane at a time."""
+    images = images.reshape(-1, *images.shape[-3:])
+    count, height, width = images.shape[:3]
+    out = np.empty((count, 3, height, width), np.float32)
     scale = 1.0 / std
-    for channel, plane in enumerate(cv2.split(image)):
-        cv2.addWeighted(
-            plane, scale, plane, 0.0, -mean * scale, dst=out[0, channel], dtype=cv2.CV_32F
-        )
+    for image, planes in zip(images, out, strict=True):
+        for channel, plane in enumerate(cv2.split(image)):
+            cv2.addWeighted(
+                plane, scale, plane, 0.0, -mean * scale, dst=planes[channel], dtype=cv2.CV_32F
+            )
     return out
 
 
@@ -154,36 +169,58 @@ class Candidates:
 
 
 def candidates_numpy(
-    layout: ScrfdLayout, outputs: list[np.ndarray], threshold: float
-) -> Candidates:
-    scores, boxes, points = layout.split(outputs)
-    all_scores = np.concatenate(scores)
-    index = np.flatnonzero(all_scores >= threshold)
-    return Candidates(
-        index=index,
-        scores=all_scores[index],
-        boxes=np.concatenate(boxes)[index],
-        points=np.concatenate(points)[index] if points else None,
-    )
+    layout: ScrfdLayout, outputs: list[np.ndarray], threshold: float, frames: int = 1
+) -> list[Candidates]:
+    """Each frame's candidates, from the outputs of a batch of ``frames``."""
+    scores, boxes, points = layout.split(outputs, frames)
+    all_scores = np.concatenate(scores, axis=1)
+    all_boxes = np.concatenate(boxes, axis=1)
+    all_points = np.concatenate(points, axis=1) if points else None
+    found = []
+    for frame in range(frames):
+        index = np.flatnonzero(all_scores[frame] >= threshold)
+        found.append(
+            Candidates(
+                index=index,
+                scores=all_scores[frame, index],
+                boxes=all_boxes[frame, index],
+                points=None if all_points is None else all_points[frame, index],
+            )
+        )
+    return found
 
 
-def candidates_torch(layout: ScrfdLayout, outputs: list[Any], threshold: float) -> Candidates:
-    """The same selection on the device: one synchronisation, and only K rows come back."""
+def candidates_torch(
+    layout: ScrfdLayout, outputs: list[Any], threshold: float, frames: int = 1, keep: int = 0
+) -> list[Candidates]:
+    """The same selection on the device, for the first ``keep`` frames (0: all; the rest pad a
+    batch to a size captured before): one synchronisation, and only K rows come back."""
     import torch
 
-    scores, boxes, points = layout.split(outputs)
-    all_scores = torch.cat(scores)
-    index = torch.nonzero(all_scores >= threshold).squeeze(1)
+    scores, boxes, points = layout.split(outputs, frames)
+    kept = keep or frames
+    all_scores = torch.cat(scores, dim=1)[:kept]
+    hits = torch.nonzero(all_scores >= threshold)  # [K, 2]: (frame, anchor), frame by frame
     rows = torch.cat(
-        [all_scores.unsqueeze(1), torch.cat(boxes), *([torch.cat(points)] if points else [])], dim=1
+        [
+            all_scores.unsqueeze(2),
+            torch.cat(boxes, dim=1)[:kept],
+            *([torch.cat(points, dim=1)[:kept]] if points else []),
+        ],
+        dim=2,
     )
-    picked = rows.index_select(0, index).float().cpu().numpy()
-    return Candidates(
-        index=index.cpu().numpy(),
-        scores=picked[:, 0],
-        boxes=picked[:, 1:5],
-        points=picked[:, 5:15] if points else None,
-    )
+    picked = rows[hits[:, 0], hits[:, 1]].float().cpu().numpy()
+    hits_host = hits.cpu().numpy()
+    bounds = np.searchsorted(hits_host[:, 0], np.arange(kept + 1))
+    return [
+        Candidates(
+            index=hits_host[start:end, 1],
+            scores=picked[start:end, 0],
+            boxes=picked[start:end, 1:5],
+            points=picked[start:end, 5:15] if points else None,
+        )
+        for start, end in itertools.pairwise(bounds)
+    ]
 
 
 def decode(

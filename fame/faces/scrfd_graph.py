@@ -11,12 +11,18 @@ faces for speed.
 The rewrite is checked before it is used: at the native size it must reproduce the original
 outputs, and at another size it must return one row per anchor. A graph that fails either keeps
 its native size (and says so).
+
+`detector_graph` also frees the batch dimension where a batch's outputs are its frames' outputs
+one after the other (SCRFD's heads transpose to channels-last, then reshape to ``[1, -1, C]``):
+several frames then run in one call (`FAME_DETECT_BATCH`), and each frame's rows are cut out of
+the batch's. That is checked too; a graph whose batch does not split so runs one frame a call.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +30,47 @@ log = logging.getLogger(__name__)
 
 STRIDE = 32  # the coarsest FPN level: every input side must be a multiple of it
 _CHECK_ATOL = 1e-4
+
+
+# (height, width) of the batch check where the graph's input size is free: small, and a multiple
+# of every level's stride
+_BATCH_PROBE = (192, 256)
+
+
+def detector_graph(model_file: Path) -> bytes:
+    """The graph the detector runs: its input size freed where `free_size_graph` can, its batch
+    dimension free where a batch splits into its frames' outputs (`batches`), else fixed at 1."""
+    import onnx
+
+    freed = free_size_graph(model_file)
+    model = onnx.load_from_string(freed) if freed is not None else onnx.load(str(model_file))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4:  # not NCHW: free_size_graph kept it as it is
+        unchanged: bytes = model.SerializeToString()
+        return unchanged
+    native = (dims[2].dim_value, dims[3].dim_value)
+    shape = (dims[1].dim_value or 3, *(native if all(native) else _BATCH_PROBE))
+    dims[0].dim_param = dims[0].dim_param or "batch"
+    graph: bytes = model.SerializeToString()
+    problem = _batch_problem(graph, shape)
+    if problem is None:
+        return graph
+    log.warning("%s: %s; the detector runs one frame per call", model_file.name, problem)
+    dims[0].dim_value = 1  # clears the dim_param (one of)
+    fixed: bytes = model.SerializeToString()
+    return fixed
+
+
+def batches(session: Any) -> bool:
+    """Whether a session of a `detector_graph` takes several frames per call."""
+    return isinstance(session.get_inputs()[0].shape[0], str)
+
+
+def split_rows(output: Any, frames: int) -> Any:
+    """One output of a batch of ``frames`` as ``[frames, rows per frame, ...]``: its rows come
+    frame after frame (what `detector_graph` checked), whether it is ``[1, N, C]`` or
+    ``[N, C]`` (numpy array or torch tensor alike)."""
+    return output.reshape(frames, -1, output.shape[-1])
 
 
 def free_size_graph(model_file: Path) -> bytes | None:
@@ -89,6 +136,30 @@ def _sizes_to_scales(model) -> None:  # type: ignore[no-untyped-def]
     unused = [tensor for tensor in model.graph.initializer if tensor.name not in used]
     for tensor in unused:
         model.graph.initializer.remove(tensor)
+
+
+def _batch_problem(graph: bytes, shape: tuple[int, int, int]) -> str | None:
+    """Why a batch of two frames of ``shape`` (channels, height, width) does not give each
+    frame's outputs, rows frame after frame (or does not run), or None when it does. Exports
+    that transpose the batch behind the positions (InsightFace's SCRFD-2.5G: ``[H, W, B, C]``)
+    interleave the frames' rows."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    pair = np.random.default_rng(1).standard_normal((2, *shape), dtype=np.float32)
+    try:
+        together = session.run(None, {name: pair})
+    except Exception as e:
+        return f"a batch of two frames does not run: {e}"
+    alone = [session.run(None, {name: pair[i : i + 1]}) for i in range(2)]
+    for output, first, second in zip(together, *alone, strict=True):
+        columns = output.shape[-1]
+        rows = output.reshape(-1, columns)
+        want = np.concatenate([first.reshape(-1, columns), second.reshape(-1, columns)])
+        if rows.shape != want.shape or not np.allclose(rows, want, atol=_CHECK_ATOL):
+            return "a batch's outputs are not its frames' outputs, frame after frame"
+    return None
 
 
 def _check(model_file: Path, graph: bytes, native: tuple[int, int]) -> str | None:

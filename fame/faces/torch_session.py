@@ -14,9 +14,10 @@ requires to be topological.
 
 On CUDA each input size is captured once as a CUDA graph and replayed: SCRFD-500M is ~130 small
 kernels, and launching them one by one from Python costs more CPU than the GPU spends on them,
-in front-end workers whose CPU is what bounds the service. Up to `MAX_CUDA_GRAPHS` sizes are
-kept (frames are fitted to a few sizes, see `fame.faces.detector.fit_input_size`); others, and
-everything when a capture fails (logged once), run eagerly.
+in front-end workers whose CPU is what bounds the service. Up to `MAX_CUDA_GRAPHS` input shapes
+are kept (frames are fitted to a few sizes, see `fame.faces.detector.fit_input_size`, and
+batches padded to powers of two, see `ScrfdDetector._padded`); others, and everything when a
+capture fails (logged once), run eagerly.
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ class TorchSession:
         return [outputs[name].float().cpu().numpy() for name in names]
 
     def run_image(self, image: np.ndarray, mean: float, std: float) -> dict[str, Value]:
-        """The outputs, left on the device, for one uint8 [H, W, 3] image: the blob
-        (channels first, ``(x - mean) / std``, the float operations of
+        """The outputs, left on the device, for one uint8 [H, W, 3] image or a batch of them
+        [B, H, W, 3]: the blob (channels first, ``(x - mean) / std``, the float operations of
         ``cv2.dnn.blobFromImage``) is built on the device, inside the CUDA graph, from a quarter
         of its bytes. Replayed outputs are overwritten by the next call: read them first."""
         return self._run(
@@ -142,8 +143,9 @@ class TorchSession:
         mean: float,
         std: float,
     ) -> dict[str, Value]:
-        """As `run_image`, for the uint8 frame as decoded: it is resized into the top-left
-        ``fitted`` (width, height) of a ``size`` (width, height) image on the device.
+        """As `run_image`, for the uint8 frame as decoded (or a batch of frames of one shape):
+        it is resized into the top-left ``fitted`` (width, height) of a ``size`` (width, height)
+        image on the device.
 
         Why: a frame smaller than its letterbox crosses to the device in fewer bytes, and the
         worker's CPU skips the upscale (0.19-0.26 ms a frame for 176x144 to 512x512 frames on the
@@ -159,7 +161,7 @@ class TorchSession:
 
     def _image_program(self, mean: float, std: float) -> Callable[[Value], dict[str, Value]]:
         def program(pixels: Value) -> dict[str, Value]:
-            x = pixels.permute(2, 0, 1).unsqueeze(0).float()
+            x = pixels.reshape(-1, *pixels.shape[-3:]).permute(0, 3, 1, 2).float()
             return self.forward(x.sub(mean).mul(1.0 / std).contiguous())
 
         return program
@@ -240,14 +242,16 @@ def _full_fp32_convolutions() -> Iterator[None]:
 
 
 def letterbox_tensor(frame: Value, size: tuple[int, int], fitted: tuple[int, int]) -> Value:
-    """`fame.faces.scrfd_frame.letterbox` for a uint8 [H, W, 3] tensor, on its device: resized to
-    ``fitted`` (width, height) in the top-left corner of a zero ``size`` (width, height) image."""
+    """`fame.faces.scrfd_frame.letterbox` for a uint8 [H, W, 3] tensor (or [B, H, W, 3]), on its
+    device: resized to ``fitted`` (width, height) in the top-left corner of a zero ``size``
+    (width, height) image."""
     width, height = size
     new_width, new_height = fitted
-    x = frame.permute(2, 0, 1).unsqueeze(0).float()
+    x = frame.reshape(-1, *frame.shape[-3:]).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=(new_height, new_width), mode="bilinear", align_corners=False)
     x = F.pad(x.round_().clamp_(0, 255), (0, width - new_width, 0, height - new_height))
-    return x[0].permute(1, 2, 0).to(torch.uint8).contiguous()
+    boxed = x.permute(0, 2, 3, 1).to(torch.uint8).contiguous()
+    return boxed.reshape(*frame.shape[:-3], height, width, 3)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ PyAV (FFmpeg) and ONNX Runtime both release the GIL, so a decoding thread overla
 detector. Measured on this repository's 2-core CPU with a one-thread detector: one video's front
 end 1.17x (driving_d10, 512x512) to 1.5x (source_s32, 1280x720) faster. It is the latency lever:
 at full load every core is busy anyway, at half load one video's front end no longer runs on one.
-The queue is short (`DEPTH` frames), so memory stays bounded by the decode limits.
+The queue is short (`DEPTH` frames; a front end detecting in batches asks for one batch's frames),
+so memory stays bounded by the decode limits.
 """
 
 from __future__ import annotations
@@ -24,11 +25,15 @@ class DecodeAhead(Generic[T]):
     """Iterates `items` in a thread; `for item in ahead` yields them in order, and an error of
     the iterator is raised there, at its place. Leaving the ``with`` stops the thread."""
 
-    def __init__(self, items: Iterator[T], timings_ms: dict[str, float], stage: str) -> None:
+    def __init__(
+        self, items: Iterator[T], timings_ms: dict[str, float], stage: str, depth: int = DEPTH
+    ) -> None:
+        if depth < 1:  # a queue of size 0 would be unbounded
+            raise ValueError(f"depth must be >= 1, got {depth}")
         self._items = items
         self._timings_ms = timings_ms  # the thread adds its own time to ``stage``
         self._stage = stage
-        self._queue: queue.Queue[tuple[T | None, BaseException | None]] = queue.Queue(DEPTH)
+        self._queue: queue.Queue[tuple[T | None, BaseException | None]] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="fame-decode", daemon=True)
 

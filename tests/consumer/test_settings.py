@@ -28,6 +28,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     monkeypatch.setenv("FAME_FILE_ROOTS", '["/data/a", "/data/b"]')
     monkeypatch.setenv("FAME_MAX_IN_FLIGHT", "3")
     monkeypatch.setenv("FAME_DETECT_EVERY", "2")
+    monkeypatch.setenv("FAME_DETECT_BATCH", "8")
     monkeypatch.setenv("FAME_DETECT_SIZE", "320")
     monkeypatch.setenv("FAME_DETECTOR_THREADS", "3")
     monkeypatch.setenv("FAME_DETECTOR_BACKEND", "torch")
@@ -41,6 +42,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     assert settings.file_roots == [Path("/data/a"), Path("/data/b")]
     assert settings.max_in_flight == 3
     assert frontend_config(settings).detect_every == 2
+    assert frontend_config(settings).detect_batch == 8
     assert frontend_config(settings).det_size == 320
     assert frontend_config(settings).detector_threads == 3
     assert frontend_config(settings).detector_backend == "torch"
@@ -53,6 +55,7 @@ def test_environment_sets_fields_and_file_roots_take_a_json_list(
     [
         ({"FAME_MAX_IN_FLIGHT": "0"}, "max_in_flight"),
         ({"FAME_DETECT_EVERY": "0"}, "detect_every"),
+        ({"FAME_DETECT_BATCH": "33"}, "detect_batch"),
         ({"FAME_DETECT_SIZE": "300"}, "detect_size"),
         ({"FAME_PRECISION": "fp16"}, "precision"),
         ({"FAME_DETECTOR_BACKEND": "tensorrt"}, "detector_backend"),
@@ -172,3 +175,12 @@ def test_run_without_a_checkpoint_is_a_startup_error(
     )
     assert code == 2
     assert str(missing) in capsys.readouterr().err  # embedded: logs on stderr
+
+
+def test_detect_batch_has_the_front_ends_bound() -> None:
+    """Settings load without the front end (light), so the bound is written twice: one value."""
+    from fame.faces.frontend import MAX_DETECT_BATCH
+
+    Settings(detect_batch=MAX_DETECT_BATCH)
+    with pytest.raises(ValidationError, match="detect_batch"):
+        Settings(detect_batch=MAX_DETECT_BATCH + 1)
