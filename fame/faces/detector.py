@@ -120,6 +120,8 @@ class ScrfdDetector:
         self.det_size = det_size
         active = self._model.session.get_providers()
         self._on_torch = active[0].startswith("torch:")
+        # whether one network call takes several frames (see `detector_graph`)
+        self.batches = batches(self._model.session)
         self.provider = active[0] if self._on_torch else _check_providers(active, requested)
         self.name = f"scrfd:{self.model_file.name}@{self.provider}"
 
@@ -128,11 +130,6 @@ class ScrfdDetector:
         if self.native_size is not None:
             return self.native_size
         return fit_input_size(height, width, self.det_size)
-
-    @property
-    def batches(self) -> bool:
-        """Whether one network call takes several frames (see `detector_graph`)."""
-        return batches(self._model.session)
 
     def detect(self, rgb: np.ndarray) -> Detections:
         (found,) = self.detect_batch([rgb])

@@ -35,7 +35,10 @@ import torch.nn.functional as F
 Value = torch.Tensor
 log = logging.getLogger(__name__)
 
-MAX_CUDA_GRAPHS = 16
+# input shapes captured, per session: input sizes x batch sizes (1, 2, 4, 8 with
+# FAME_DETECT_BATCH=8). Cheap to keep: the graphs share one memory pool (replays never overlap),
+# each keeping only its input and outputs; a shape past it runs eagerly (~130 kernel launches)
+MAX_CUDA_GRAPHS = 64
 # inputs that are parameters of an operator, not data: read on the host (a device tensor read
 # there would synchronise, which a CUDA graph capture forbids)
 _HOST_INPUTS = {"Resize": 1, "Reshape": 1, "Slice": 1, "Unsqueeze": 1, "Gather": 1}

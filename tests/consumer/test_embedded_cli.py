@@ -36,13 +36,20 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def _wait_for(stream: object, text: bytes, timeout_s: float) -> bytes:
+    """What the process wrote to ``stream`` until ``text`` appears. Read from the descriptor,
+    unbuffered: a buffered ``readline`` may take two log lines off the pipe at once and leave
+    the second in Python's buffer, where ``select`` never sees it."""
+    fd = stream.fileno()  # type: ignore[attr-defined]
     seen = b""
     selector = selectors.DefaultSelector()
-    selector.register(stream, selectors.EVENT_READ)  # type: ignore[arg-type]
+    selector.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s
     while text not in seen and time.monotonic() < deadline:
         if selector.select(timeout=1):
-            seen += stream.readline()  # type: ignore[attr-defined]
+            chunk = os.read(fd, 65536)
+            if not chunk:  # the process closed it
+                break
+            seen += chunk
     assert text in seen, seen.decode(errors="replace")[-2000:]
     return seen
 
