@@ -205,9 +205,10 @@ def _batched_detection(
     decode_ceiling: dict[str, Any],
 ) -> dict[str, Any]:
     """The front-end ceiling and the burst with `BATCHED_DETECTION` frames per detector call,
-    against the default burst and the decode-only ceiling. Why: a batch of SCRFD on the GPU
-    costs about one frame's time (`frontend.network_batch_row`), so if the workers' detections
-    taking turns on the GPU bound the service, batching lifts it toward the decode ceiling."""
+    against the default burst and the decode-only ceiling. Why: if the workers' detections
+    taking turns on the GPU bound the service, and a batch of SCRFD costs the GPU far less than
+    its frames one by one (`frontend.network_batch_row` measures that), batching lifts the
+    service toward the decode ceiling."""
     ceiling = frontend.ceiling(
         burst, Path(env["FAME_DETECTOR_MODEL"]), settings.workers, BATCHED_DETECTION
     )

@@ -91,8 +91,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=32,  # fame.faces.frontend.MAX_DETECT_BATCH (not imported: settings load light)
-        description="key frames per face-detector call: on a GPU a batch costs little more than "
-        "one frame; on a CPU keep 1 (a batch is slower per frame there, see docs/benchmarks.md)",
+        description="key frames per face-detector call: a lever for a detector on a GPU (not yet "
+        "measured there); on a CPU keep 1 (no faster there, see docs/benchmarks.md)",
     )
     detect_size: int = Field(
         640,

@@ -59,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=_detect_batch,
         default=1,
         metavar="N",
-        help="key frames per face-detector call, 1-32: faster on a GPU, keep 1 on a CPU (as "
-        "FAME_DETECT_BATCH)",
+        help="key frames per face-detector call, 1-32: a lever for a detector on a GPU, keep 1 "
+        "on a CPU (as FAME_DETECT_BATCH)",
     )
     parser.add_argument(
         "--detect-size",

@@ -63,9 +63,9 @@ class FrontEndConfig:
     hwaccel: str = "none"  # "cuda": decode on the GPU's NVDEC (see fame.video.decode)
     crop_size_px: int = 112
     detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
-    # key frames per detector call: one network call for several frames (a GPU runs a batch of 8
-    # in about the time of one frame); frames wait for their batch, so a worker holds up to
-    # 2 x detect_batch x detect_every decoded frames (those waiting and those decoded ahead)
+    # key frames per detector call: one network call for several frames (meant for a GPU, where
+    # the workers' detections share the device); frames wait for their batch, so a worker holds
+    # up to 2 x detect_batch x detect_every decoded frames (waiting, and decoded ahead)
     detect_batch: int = 1
     # CPU threads for the detector (ONNX Runtime's intra-op threads) and for the decoder; 0: one
     # per core for a lone FrontEnd, and the CPUs divided among the workers in a FrontEndPool
