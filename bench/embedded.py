@@ -213,15 +213,11 @@ def _batched_detection(
         burst, Path(env["FAME_DETECTOR_MODEL"]), settings.workers, BATCHED_DETECTION
     )
     batch_env = {**env, "FAME_DETECT_BATCH": str(BATCHED_DETECTION)}
-    with _Service(batch_env, work / "batched", settings.timeout_s) as service:
-        _warm_up(service, burst, settings.workers)
-        with GpuBusy() as busy:
-            result = service.offer(burst, interval_s=0.0)
+    result = _burst(batch_env, work / "batched", burst, settings)
     return {
         "detect_batch": BATCHED_DETECTION,
         "frontend_ceiling": ceiling,
         **result,
-        "gpu_busy": busy.result(),
         "events_per_s_vs_default": ratio(result["events_per_s"], default["events_per_s"]),
         "e2e_vs_decode_ceiling": ratio(result["events_per_s"], decode_ceiling["events_per_s"]),
     }
@@ -248,10 +244,13 @@ def _nvdec_burst(
 def _burst(
     env: dict[str, str], work: Path, burst: list[Path], settings: EmbeddedSettings
 ) -> dict[str, Any]:
-    """The burst alone on a fresh process configured by ``env`` (warmed up first)."""
+    """The burst alone on a fresh process configured by ``env`` (warmed up first), with how
+    busy the GPU was meanwhile (`GpuBusy`: None without NVML)."""
     with _Service(env, work, settings.timeout_s) as service:
         _warm_up(service, burst, settings.workers)
-        return service.offer(burst, interval_s=0.0)
+        with GpuBusy() as busy:
+            result = service.offer(burst, interval_s=0.0)
+    return {**result, "gpu_busy": busy.result()}
 
 
 def _warm_up(service: _Service, videos: list[Path], workers: int) -> None:

@@ -15,9 +15,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from fame.faces.detector import Detections, ScrfdDetector, load_detector
+from fame.faces.detector import Detections, ScrfdDetector
 from fame.faces.frontend import MAX_DETECT_BATCH, FrontEnd, FrontEndConfig
 from fame.faces.scrfd_graph import batches, detector_graph
+from tests.detectors import CountingDetector
 from tests.media import sampled_frames
 
 # frames letterboxed on PyTorch's device (176x144, enlarged) and on the host (1280x720, shrunk)
@@ -167,29 +168,12 @@ def test_batches_replay_one_graph_per_power_of_two(shared: Path, detector: Path)
     assert sorted(key[-1][0] for key in scrfd._model.session._captured) == [1, 4, 8]
 
 
-class _CountingDetector:
-    """The real SCRFD detector (ONNX Runtime), counting its calls and the frames they carry."""
-
-    def __init__(self, model: Path) -> None:
-        self._inner = load_detector(str(model), allow_fallback=False, backend="onnxruntime")
-        self.name = self._inner.name
-        self.batch_sizes: list[int] = []
-
-    def detect(self, rgb: np.ndarray) -> Detections:
-        (found,) = self.detect_batch([rgb])
-        return found
-
-    def detect_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        self.batch_sizes.append(len(frames))
-        return self._inner.detect_batch(frames)
-
-
 @pytest.mark.parametrize(("batch", "every"), [(4, 1), (3, 2)])
 def test_the_front_end_detects_in_batches_and_tracks_as_before(
     shared: Path, detector: Path, batch: int, every: int
 ) -> None:
     video = shared / "data/faces/driving_d18.mp4"
-    counting = _CountingDetector(detector)
+    counting = CountingDetector(detector, backend="onnxruntime")
     one = FrontEnd(FrontEndConfig(detect_every=every), detector=counting).process(video)
     one_calls, counting.batch_sizes = counting.batch_sizes, []
     batched = FrontEnd(

@@ -4,7 +4,6 @@ calls, and the crops stay close to detecting everywhere)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fame.faces.detector import Detections, load_detector
+from fame.faces.detector import Detections
 from fame.faces.frontend import FrontEnd, FrontEndConfig
 from fame.faces.keyframes import interpolate, match_faces
+from tests.detectors import CountingDetector
 
 
 def _faces(boxes: list[list[float]], keypoints: bool = True) -> Detections:
@@ -89,34 +89,17 @@ def test_detect_every_must_be_positive() -> None:
         FrontEndConfig(detect_every=0)
 
 
-class _CountingDetector:
-    """The real SCRFD detector, counting its calls."""
-
-    def __init__(self, model: Path) -> None:
-        self._inner = load_detector(str(model), allow_fallback=False)
-        self.name = self._inner.name
-        self.calls = 0
-
-    def detect(self, rgb: np.ndarray) -> Detections:
-        (found,) = self.detect_batch([rgb])
-        return found
-
-    def detect_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        self.calls += len(frames)
-        return self._inner.detect_batch(frames)
-
-
 @pytest.mark.parametrize("every", [2, 3])
 def test_front_end_with_key_frames_matches_detecting_everywhere(shared: Path, every: int) -> None:
     video = shared / "data/faces/driving_d18.mp4"
-    detector = _CountingDetector(shared / "models/scrfd_500m_bnkps.onnx")
+    detector = CountingDetector(shared / "models/scrfd_500m_bnkps.onnx")
     full = FrontEnd(FrontEndConfig(), detector=detector).process(video)
-    full_calls, detector.calls = detector.calls, 0
+    full_calls, detector.batch_sizes = sum(detector.batch_sizes), []
     keyed = FrontEnd(FrontEndConfig(detect_every=every), detector=detector).process(video)
 
     assert full_calls == full.sampled_frames
     # every k-th sampled frame (the first included) and the last one
-    assert detector.calls == -(-(keyed.sampled_frames - 1) // every) + 1
+    assert sum(detector.batch_sizes) == -(-(keyed.sampled_frames - 1) // every) + 1
     assert keyed.sampled_frames == full.sampled_frames
     a, b = full.tracks[0], keyed.tracks[0]
     np.testing.assert_array_equal(a.frame_indices, b.frame_indices)
