@@ -98,7 +98,7 @@ def run(
         env = service_env(settings, work, videos, detector, clip)
         latency: dict[str, Any] = {}
         wide: dict[str, Any] = {}
-        with _Service(env, work / "default", settings.timeout_s) as service:
+        with LiveService(env, work / "default", settings.timeout_s) as service:
             _warm_up(service, burst, settings.workers)
             with GpuBusy() as busy:
                 result = service.offer(burst, interval_s=0.0)
@@ -112,7 +112,7 @@ def run(
                 "FAME_WORKERS": str(workers),
                 "FAME_DETECTOR_THREADS": str(threads),
             }
-            with _Service(wide_env, work / "wide", settings.timeout_s) as service:
+            with LiveService(wide_env, work / "wide", settings.timeout_s) as service:
                 _warm_up(service, [clip], workers)
                 wide = {
                     "workers": workers,
@@ -246,20 +246,20 @@ def _burst(
 ) -> dict[str, Any]:
     """The burst alone on a fresh process configured by ``env`` (warmed up first), with how
     busy the GPU was meanwhile (`GpuBusy`: None without NVML)."""
-    with _Service(env, work, settings.timeout_s) as service:
+    with LiveService(env, work, settings.timeout_s) as service:
         _warm_up(service, burst, settings.workers)
         with GpuBusy() as busy:
             result = service.offer(burst, interval_s=0.0)
     return {**result, "gpu_busy": busy.result()}
 
 
-def _warm_up(service: _Service, videos: list[Path], workers: int) -> None:
+def _warm_up(service: LiveService, videos: list[Path], workers: int) -> None:
     """Untimed, as the front-end ceiling is warmed (`frontend.warm_up_videos`)."""
     service.offer(frontend.warm_up_videos(videos, workers), 0.0)
 
 
 def _latency(
-    service: _Service, clip: Path, source: Path, settings: EmbeddedSettings
+    service: LiveService, clip: Path, source: Path, settings: EmbeddedSettings
 ) -> dict[str, Any]:
     """The clip as a burst (its maximum rate), then paced at `paced_fraction` of that rate."""
     most = service.offer([clip] * settings.latency_events, interval_s=0.0)
@@ -289,9 +289,9 @@ def ten_second_clip(source: Path, out: Path) -> Path:
     return out
 
 
-class _Service:
+class LiveService:
     """One `fame-consumer run --embedded --input -` process; events in on stdin, verdicts read
-    back from its output file as they are written."""
+    back from its output file as they are written (`bench.soak` reuses it)."""
 
     def __init__(self, env: dict[str, str], work: Path, timeout_s: float) -> None:
         work.mkdir(parents=True, exist_ok=True)
@@ -314,8 +314,12 @@ class _Service:
         self._records: dict[str, dict[str, Any]] = {}  # verdicts by event id
         self._dead_letters: set[str] = set()
 
-    def __enter__(self) -> _Service:
+    def __enter__(self) -> LiveService:
         return self
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
     def __exit__(self, *_: object) -> None:
         self._stdin.close()

@@ -221,7 +221,7 @@ def _kafka(settings: Settings) -> Service:
 
 def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     from consumer.app import Service, retry_policy
-    from consumer.backends.local import LocalBroker, LocalSink, LocalSource
+    from consumer.backends.local import LineSink, LocalBroker, LocalSource
     from consumer.publish import AckedPublisher
     from consumer.store import MemoryWindowStore
 
@@ -243,12 +243,11 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
             broker.append(settings.events_topic, None, event)
     output: IO[str] = args.output.open("w") if args.output else sys.stdout
     source = LocalSource(broker, settings.events_topic, settings.group_id)
-    sink = LocalSink(broker, mirror=output)
     return Service(
         settings=settings,
         source=source,
-        publisher=AckedPublisher(sink, source, retry_policy(settings).delay_s),
-        store=MemoryWindowStore(),
+        publisher=AckedPublisher(LineSink(output), source, retry_policy(settings).delay_s),
+        store=MemoryWindowStore(settings.window_ttl_s),
         exit_when_idle=True,
     )
 

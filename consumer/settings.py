@@ -59,7 +59,11 @@ class Settings(BaseSettings):
     # Redis
     redis_url: str = Field("redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
     redis_password: SecretStr | None = None
-    window_ttl_s: int = Field(24 * 3600, ge=60, description="TTL of window and dedupe keys")
+    window_ttl_s: int = Field(
+        24 * 3600,
+        ge=60,
+        description="TTL of window and dedupe keys (in Redis, or in memory when embedded)",
+    )
 
     # Models and the front end
     checkpoint: Path | None = Field(None, description="FAME checkpoint (.pt)")

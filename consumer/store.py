@@ -15,7 +15,10 @@ the byte-identical verdict. Every key has a TTL; the final segment deletes the s
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -66,30 +69,51 @@ class WindowStore(ABC):
 
 
 class MemoryWindowStore(WindowStore):
-    """The embedded default: same semantics, in this process, no TTL."""
+    """The embedded default: Redis's semantics in this process, expiry included.
 
-    def __init__(self) -> None:
+    Why the TTL: an embedded service fed a live stream (``--input -``) runs as long as Redis
+    would, and without expiry every processed-event record (and the state of a video whose last
+    segment never came) would stay until the process ends. Entries expire ``ttl_s`` after their
+    last write, as `RedisWindowStore`'s keys do, so memory is bounded by the event rate times
+    the TTL. One TTL for all entries makes write order expiry order: expired entries are always
+    at the front of the two ordered dicts, and each call drops them in passing."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"ttl_s must be positive, got {ttl_s}")
+        self._ttl_s = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
-        self._states: dict[str, dict[bytes, bytes]] = {}
-        self._records: dict[tuple[str, str], bytes] = {}
+        # key -> (expires at, value), oldest write first
+        self._states: OrderedDict[str, tuple[float, dict[bytes, bytes]]] = OrderedDict()
+        self._records: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
 
     def load(self, video_id: str, event_id: str) -> Loaded:
         with self._lock:
-            fields = dict(self._states.get(video_id, {}))
-            record = self._records.get((video_id, event_id))
-        return Loaded(VideoState.from_fields(video_id, fields), record)
+            self._expire()
+            _, fields = self._states.get(video_id, (0.0, {}))
+            _, record = self._records.get((video_id, event_id), (0.0, None))
+        return Loaded(VideoState.from_fields(video_id, dict(fields)), record)
 
     def commit_segment(self, state: VideoState, event_id: str, record: bytes, final: bool) -> bytes:
         with self._lock:
+            self._expire()
             existing = self._records.get((state.video_id, event_id))
             if existing is not None:
-                return existing
-            if final:
-                self._states.pop(state.video_id, None)
-            else:
-                self._states[state.video_id] = {k.encode(): v for k, v in state.to_fields().items()}
-            self._records[(state.video_id, event_id)] = record
+                return existing[1]
+            expires = self._clock() + self._ttl_s
+            self._states.pop(state.video_id, None)
+            if not final:
+                fields = {k.encode(): v for k, v in state.to_fields().items()}
+                self._states[state.video_id] = (expires, fields)
+            self._records[(state.video_id, event_id)] = (expires, record)
         return record
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for entries in (self._states, self._records):
+            while entries and next(iter(entries.values()))[0] <= now:
+                entries.popitem(last=False)
 
     def ping(self) -> bool:
         return True
@@ -97,9 +121,11 @@ class MemoryWindowStore(WindowStore):
     def close(self) -> None:
         """Nothing to release."""
 
-    def state_bytes(self, video_id: str) -> int:
+    def __len__(self) -> int:
+        """Entries held (states and records), expired ones dropped first."""
         with self._lock:
-            return sum(len(k) + len(v) for k, v in self._states.get(video_id, {}).items())
+            self._expire()
+            return len(self._states) + len(self._records)
 
 
 class RedisWindowStore(WindowStore):

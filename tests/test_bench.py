@@ -346,6 +346,29 @@ def test_batched_detection_burst_runs_the_service_with_batches(
     assert "8 key frame(s) per detector call" in log
 
 
+def test_soak_reads_the_memory_of_the_service_and_its_workers_round_after_round(
+    shared: Path, detector: Path
+) -> None:
+    from bench import embedded, soak
+
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    settings = embedded.EmbeddedSettings(model_name="fame_tiny", events=2, workers=1)
+    result = soak.run([carphone], detector, rounds=3, events=2, settings=settings)
+    assert result["all_complete"] and [r["events_so_far"] for r in result["series"]] == [2, 4, 6]
+    for row in result["series"]:
+        assert row["service_rss_kib"] > 50_000  # torch alone is more than 50 MB resident
+        assert row["child_rss_kib"] and max(row["child_rss_kib"]) > 20_000  # the worker
+    assert math.isfinite(result["service_growth_kib_per_event_second_half"])
+
+
+def test_soak_slope_is_least_squares() -> None:
+    from bench.soak import slope
+
+    assert slope([1, 2, 3, 4], [10, 12, 14, 16]) == pytest.approx(2.0)
+    assert slope([1, 2, 3], [5, 9, 5]) == pytest.approx(0.0)
+    assert slope([1], [5]) == 0.0
+
+
 @pytest.mark.parametrize(("cpus", "events"), [(2, 16), (4, 16), (16, 64)])
 def test_a_burst_offers_each_worker_four_events(
     monkeypatch: pytest.MonkeyPatch, cpus: int, events: int

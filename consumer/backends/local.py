@@ -1,9 +1,12 @@
 """An in-process broker with the same `Source`/`Sink` semantics as Kafka.
 
 Used by the embedded default (`fame-consumer run --embedded`: events from a JSONL file, a folder
-of videos or standard input as it comes, verdicts to stdout or a JSONL file) and by the contract
-tests. One consumer, all partitions assigned to it; commits are kept per group like Kafka's, so a
-restarted source over the same broker resumes after the committed offset.
+of videos or standard input as it comes; verdicts go to a `LineSink`, stdout or a JSONL file) and
+by the contract tests. One consumer, all partitions assigned to it; commits are kept per group
+like Kafka's, so a restarted source over the same broker resumes after the committed offset.
+A record is kept until every group that committed on its partition has committed past it: a live
+feed on standard input runs for as long as the uploads come, and its memory must not grow with
+every event ever read.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ from consumer.messages import Message, Partition
 
 @dataclass
 class LocalBroker:
-    """Topics as append-only lists per partition, and committed offsets per group."""
+    """Topics as append-only logs per partition, and committed offsets per group.
+
+    A partition's log holds its records from offset ``_starts[partition]`` on; offsets stay
+    absolute, as Kafka's do after retention deletes a segment."""
 
     partitions_per_topic: int = 1
     _logs: dict[Partition, list[Message]] = field(default_factory=dict)
+    _starts: dict[Partition, int] = field(default_factory=dict)
     _commits: dict[tuple[str, Partition], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _listeners: list[Callable[[str, bytes | None, bytes], None]] = field(default_factory=list)
     _input_ended: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -49,16 +55,15 @@ class LocalBroker:
         partition = Partition(topic, index)
         with self._lock:
             log = self._logs.setdefault(partition, [])
-            message = Message(partition, len(log), key, value)
+            message = Message(partition, self._starts.get(partition, 0) + len(log), key, value)
             log.append(message)
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(topic, key, value)
         return message
 
     def read(self, partition: Partition, offset: int, limit: int) -> list[Message]:
+        """Up to `limit` records from `offset` on (from the first kept one, if it is later)."""
         with self._lock:
-            return list(self._logs.get(partition, [])[offset : offset + limit])
+            first = max(0, offset - self._starts.get(partition, 0))
+            return list(self._logs.get(partition, [])[first : first + limit])
 
     def partitions(self, topic: str) -> set[Partition]:
         return {Partition(topic, index) for index in range(self.partitions_per_topic)}
@@ -68,18 +73,19 @@ class LocalBroker:
             return [m for p, log in sorted(self._logs.items()) if p.topic == topic for m in log]
 
     def commit(self, group: str, offsets: dict[Partition, int]) -> None:
+        """Record the group's offsets, then drop the records every group has committed past."""
         with self._lock:
             for partition, offset in offsets.items():
                 self._commits[(group, partition)] = offset
+                kept_from = min(o for (_, p), o in self._commits.items() if p == partition)
+                start = self._starts.get(partition, 0)
+                if kept_from > start:
+                    del self._logs.get(partition, [])[: kept_from - start]
+                    self._starts[partition] = kept_from
 
     def committed(self, group: str, partition: Partition) -> int:
         with self._lock:
             return self._commits.get((group, partition), 0)
-
-    def on_append(self, listener: Callable[[str, bytes | None, bytes], None]) -> None:
-        """Call `listener(topic, key, value)` for every appended record (the embedded printer)."""
-        with self._lock:
-            self._listeners.append(listener)
 
 
 class LocalSource(Source):
@@ -149,31 +155,53 @@ class LocalSource(Source):
 
 
 class LocalSink(Sink):
-    """Appends to a `LocalBroker`; optionally mirrors each record as a line to a text stream."""
+    """Appends to a `LocalBroker` (the contract tests read the topics back)."""
 
-    def __init__(self, broker: LocalBroker, mirror: IO[str] | None = None) -> None:
+    def __init__(self, broker: LocalBroker) -> None:
         self._broker = broker
-        self._mirror = mirror
+
+    def produce(self, topic: str, key: bytes | None, value: bytes) -> Future[None]:
+        return _done(lambda: self._broker.append(topic, key, value))
+
+    def flush(self, timeout_s: float) -> None:
+        """Appends are done when `produce` returns."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LineSink(Sink):
+    """Writes each record's value as one line to a text stream, flushed before its future
+    resolves: the embedded CLI's output (verdicts and dead letters, one JSON object a line).
+    It keeps nothing, so a long-running embedded service does not grow with its output."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
         self._lock = threading.Lock()
 
     def produce(self, topic: str, key: bytes | None, value: bytes) -> Future[None]:
-        future: Future[None] = Future()
-        try:
-            self._broker.append(topic, key, value)
-            if self._mirror is not None:
-                with self._lock:
-                    self._mirror.write(value.decode("utf-8", errors="replace") + "\n")
-                    self._mirror.flush()
-        except Exception as error:  # delivered to the caller through the future, like Kafka
-            future.set_exception(error)
-        else:
-            future.set_result(None)
-        return future
+        return _done(lambda: self._write(value))
+
+    def _write(self, value: bytes) -> None:
+        with self._lock:
+            self._stream.write(value.decode("utf-8", errors="replace") + "\n")
+            self._stream.flush()
 
     def flush(self, timeout_s: float) -> None:
-        if self._mirror is not None:
-            with self._lock:
-                self._mirror.flush()
+        with self._lock:
+            self._stream.flush()
 
     def close(self) -> None:
         self.flush(0)
+
+
+def _done(write: Callable[[], object]) -> Future[None]:
+    """A future already resolved by `write`: its error is delivered through it, like Kafka's."""
+    future: Future[None] = Future()
+    try:
+        write()
+    except Exception as error:
+        future.set_exception(error)
+    else:
+        future.set_result(None)
+    return future

@@ -84,7 +84,7 @@ def pipeline(
     return RecordingPipeline(
         publisher=publisher or AckedPublisher(LimitedSink(broker), source, backoff),
         topics=Topics(VERDICTS, DLQ),
-        store=MemoryWindowStore(),
+        store=MemoryWindowStore(ttl_s=3600),
         analyze=analyze,
         engine=None,
         model=MODEL,

@@ -66,7 +66,7 @@ def run_embedded(
         settings=config,
         source=source,
         publisher=AckedPublisher(LocalSink(broker), source, retry_policy(config).delay_s),
-        store=store or MemoryWindowStore(),
+        store=store or MemoryWindowStore(ttl_s=3600),
         exit_when_idle=True,
     ).build()
     try:

@@ -1,11 +1,16 @@
-"""The embedded broker: a finite input ends when read; a live feed only at its end of input."""
+"""The embedded broker: a finite input ends when read; a live feed only at its end of input;
+records are kept only until committed; the CLI's output sink keeps nothing."""
 
 from __future__ import annotations
 
+import io
 import os
 
-from consumer.backends.local import LocalBroker, LocalSource
+import pytest
+
+from consumer.backends.local import LineSink, LocalBroker, LocalSource
 from consumer.cli import _feed, _lines
+from consumer.messages import Partition
 
 
 def _source(broker: LocalBroker) -> LocalSource:
@@ -61,3 +66,37 @@ def test_lines_split_across_reads_are_joined() -> None:
     os.close(write_end)
     assert list(_lines(read_end, chunk_bytes=4)) == [b"first line", b"second line", b"third"]
     os.close(read_end)
+
+
+def test_records_every_group_committed_past_are_dropped_and_offsets_stay_absolute() -> None:
+    """A live feed runs as long as uploads come: the broker must not keep every event it read."""
+    broker = LocalBroker()
+    partition = Partition("events", 0)
+    for value in (b"a", b"b", b"c"):
+        broker.append("events", None, value)
+    source = _source(broker)
+    assert [m.offset for m in source.poll(0, 10)] == [0, 1, 2]
+    source.commit({partition: 2})
+    assert [(m.offset, m.value) for m in broker.messages("events")] == [(2, b"c")]
+    assert broker.append("events", None, b"d").offset == 3
+    restarted = _source(broker)  # resumes after the committed offset, over the dropped records
+    assert [m.value for m in restarted.poll(0, 10)] == [b"c", b"d"]
+    assert broker.read(partition, 0, 10) == broker.messages("events")  # from the first kept
+    other = LocalSource(broker, "events", "other")
+    other.subscribe(lambda _: None, lambda _: None, lambda _: None)
+    other.commit({partition: 3})  # the first group is still at 2: "c" stays
+    assert [m.value for m in broker.messages("events")] == [b"c", b"d"]
+    restarted.commit({partition: 4})
+    assert [m.value for m in broker.messages("events")] == [b"d"]
+    assert restarted.lag() == {partition: 0}
+
+
+def test_the_line_sink_writes_each_value_as_a_flushed_line_and_keeps_nothing() -> None:
+    stream = io.StringIO()
+    sink = LineSink(stream)
+    assert sink.produce("verdicts", b"k", b'{"a": 1}').result() is None
+    assert sink.produce("dlq", None, b"\xff").result() is None
+    assert stream.getvalue() == '{"a": 1}\n\ufffd\n'
+    stream.close()
+    with pytest.raises(ValueError):  # the error reaches the publisher through the future
+        sink.produce("verdicts", None, b"{}").result()

@@ -80,7 +80,8 @@ def test_poison_events_are_dead_lettered_and_the_partition_keeps_flowing(
         *_payloads([wrong_sum, outside, text, good]),
     ]
     config = settings(tiny_checkpoint, detector, [shared / "data", media["root"]])
-    verdicts, letters, _ = run_embedded(config, payloads)
+    verdicts, letters, broker = run_embedded(config, payloads)
+    assert broker.messages(config.events_topic) == []  # all committed, so none kept
     for letter in letters:
         assert_schema_valid(letter, "dead_letter")
     # events run concurrently, so dead letters arrive in completion order: read them by offset

@@ -1,0 +1,156 @@
+"""Soak: does a long-running service's memory stay flat?
+
+A consumer runs for days, so memory that grows with every event ends in an out-of-memory kill
+(or, in a front-end worker, in its `FAME_WORKER_MEMORY_LIMIT_MB` cap killing a good video). One
+embedded consumer fed on standard input (`bench.embedded.LiveService`: the production pipeline,
+front-end worker pool and engine; in-process broker and window store), `rounds` bursts of
+`events` events cycling the event videos; after each burst, the resident memory (VmRSS) of the
+service process and of each of its front-end workers. The growth is the least-squares slope of
+the service's memory over the second half of the rounds (the first half warms allocators and
+caches), in KiB per event. Not part of `bench.run` (its length is the point):
+
+    .venv/bin/python -m bench.soak                        # 60 x 16 events: ~12 min on 2 cores
+    .venv/bin/python -m bench.soak --rounds 4 --events 4  # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import embedded, machine
+from bench.run import EVENT_VIDEOS, RESULTS_DIR
+from fame.faces.detector import shared_dir
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a live process, KiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    """The process's direct children (its front-end workers and their resource tracker)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 for fewer than two points)."""
+    n = len(xs)
+    if n < 2:
+        return 0.0
+    mx, my = sum(xs) / n, sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def run(
+    videos: list[Path],
+    detector: Path,
+    rounds: int,
+    events: int,
+    settings: embedded.EmbeddedSettings,
+) -> dict[str, Any]:
+    burst = [videos[i % len(videos)] for i in range(events)]
+    series: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="fame-soak-") as tmp:
+        work = Path(tmp)
+        env = embedded.service_env(settings, work, videos, detector)
+        with embedded.LiveService(env, work / "soak", settings.timeout_s) as service:
+            for index in range(rounds):
+                result = service.offer(burst, interval_s=0.0)
+                worker_kib = sorted(rss_kib(kid) for kid in children(service.pid))
+                series.append(
+                    {
+                        "round": index,
+                        "events_so_far": (index + 1) * events,
+                        "service_rss_kib": rss_kib(service.pid),
+                        "child_rss_kib": worker_kib,
+                        "events_per_s": result["events_per_s"],
+                        "complete": result["complete"],
+                    }
+                )
+                print(
+                    f"[soak {time.strftime('%H:%M:%S')}] round {index + 1}/{rounds}: service "
+                    f"{series[-1]['service_rss_kib'] / 1024:.0f} MiB, children "
+                    f"{[round(k / 1024) for k in worker_kib]} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    late = series[len(series) // 2 :]
+    xs = [float(r["events_so_far"]) for r in late]
+    return {
+        "rounds": rounds,
+        "events_per_round": events,
+        "workers": settings.workers,
+        "all_complete": all(r["complete"] for r in series),
+        "service_rss_mib": {
+            "first_round": series[0]["service_rss_kib"] / 1024,
+            "last_round": series[-1]["service_rss_kib"] / 1024,
+            "max": max(r["service_rss_kib"] for r in series) / 1024,
+        },
+        "service_growth_kib_per_event_second_half": slope(
+            xs, [float(r["service_rss_kib"]) for r in late]
+        ),
+        "largest_child_growth_kib_per_event_second_half": max(
+            (
+                slope(xs, [float(r["child_rss_kib"][i]) for r in late])
+                for i in range(min(len(r["child_rss_kib"]) for r in late))
+            ),
+            default=0.0,
+        ),
+        "series": series,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=60, help="bursts (default 60)")
+    parser.add_argument("--events", type=int, default=16, help="events per burst (default 16)")
+    parser.add_argument("--model", default="fame", help="FAME registry name (default: fame)")
+    parser.add_argument("--out", type=Path, help="result file (default bench/results/...)")
+    args = parser.parse_args(argv)
+    if args.rounds < 2 or args.events < 1:
+        parser.error("need --rounds >= 2 and --events >= 1")
+    data = shared_dir() / "data"
+    detector = shared_dir() / "models" / "scrfd_500m_bnkps.onnx"
+    if not (data.is_dir() and detector.is_file()):
+        print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
+        return 2
+    settings = embedded.EmbeddedSettings(model_name=args.model, events=max(2, args.events))
+    result = run([data / v for v in EVENT_VIDEOS], detector, args.rounds, args.events, settings)
+    result["machine"] = machine.machine_info([sys.executable, "-m", "bench.soak", *sys.argv[1:]])
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    out = args.out or RESULTS_DIR / f"{machine.device().type}-{stamp}-soak.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"service memory {result['service_rss_mib']['first_round']:.0f} -> "
+        f"{result['service_rss_mib']['last_round']:.0f} MiB over {args.rounds * args.events} "
+        f"events; growth over the second half "
+        f"{result['service_growth_kib_per_event_second_half']:.1f} KiB/event (service), "
+        f"{result['largest_child_growth_kib_per_event_second_half']:.1f} KiB/event "
+        f"(largest child); all complete: {result['all_complete']}"
+    )
+    print(f"raw results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
