@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("consumer")
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+# Standard input is a feed from another program, so it is bounded like a Kafka topic: a line may
+# be at most Kafka's default message.max.bytes (~1 MB; a VideoEvent is a few hundred bytes), and
+# at most FEED_BACKLOG events wait unfinished before reading stops, which blocks the writer.
+MAX_EVENT_LINE_BYTES = 1 << 20
+FEED_BACKLOG = 1024  # the largest FAME_MAX_IN_FLIGHT: it never lowers concurrency
 ENV_HELP = textwrap.fill(
     "environment (prefix FAME_, see docs/service.md): "
     + ", ".join(name.upper() for name in Settings.model_fields),
@@ -252,27 +257,45 @@ def _embedded(settings: Settings, args: argparse.Namespace) -> Service:
     )
 
 
-def _feed(fd: int, broker: LocalBroker, topic: str) -> None:
+def _feed(fd: int, broker: LocalBroker, topic: str, backlog: int = FEED_BACKLOG) -> None:
     """Each non-empty line as one event record, as it arrives, bytes as they are (a line that is
     not an event is dead-lettered, as from Kafka); end of input ends the run.
 
+    Backpressure: while `backlog` records of the topic are not yet committed, it stops reading,
+    so the pipe fills and the writer blocks, instead of the backlog growing in memory.
     Reads the descriptor itself (`os.read`), not `sys.stdin.buffer`: a daemon thread blocked
     inside a buffered reader's lock makes the interpreter abort when a signal ends the run."""
     try:
         for line in _lines(fd):
             if line.strip():
+                broker.wait_for_room(topic, backlog)
                 broker.append(topic, None, line.rstrip(b"\r"))
     finally:
         broker.end_of_input()
 
 
-def _lines(fd: int, chunk_bytes: int = 65536) -> Iterator[bytes]:
-    """Lines (without their newline) of what arrives on ``fd``, until end of input."""
+def _lines(
+    fd: int, chunk_bytes: int = 65536, max_bytes: int = MAX_EVENT_LINE_BYTES
+) -> Iterator[bytes]:
+    """Lines (without their newline) of what arrives on ``fd``, until end of input.
+
+    A line longer than ``max_bytes`` comes out cut to its first ``max_bytes`` (no event is that
+    long, so it is dead-lettered like any bad line) and the rest of it is skipped as it arrives:
+    a feed without newlines cannot grow memory without end."""
     pending = b""
+    skipping = False  # inside the rest of a line already cut
     while chunk := os.read(fd, chunk_bytes):
         *lines, pending = (pending + chunk).split(b"\n")
-        yield from lines
-    if pending:
+        for line in lines:
+            if not skipping:
+                yield line[:max_bytes]
+            skipping = False
+        if skipping:
+            pending = b""
+        elif len(pending) > max_bytes:
+            yield pending[:max_bytes]
+            pending, skipping = b"", True
+    if pending and not skipping:
         yield pending
 
 

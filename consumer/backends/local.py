@@ -34,9 +34,11 @@ class LocalBroker:
     _starts: dict[Partition, int] = field(default_factory=dict)
     _commits: dict[tuple[str, Partition], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _committed: threading.Condition = field(init=False)
     _input_ended: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        self._committed = threading.Condition(self._lock)  # notified when records are dropped
         self._input_ended.set()  # a finite input is all appended before the service starts
 
     def expect_more(self) -> None:
@@ -82,6 +84,14 @@ class LocalBroker:
                 if kept_from > start:
                     del self._logs.get(partition, [])[: kept_from - start]
                     self._starts[partition] = kept_from
+                    self._committed.notify_all()
+
+    def wait_for_room(self, topic: str, limit: int) -> None:
+        """Block while the topic keeps `limit` or more records (not yet committed past): a live
+        feed's backpressure."""
+        with self._committed:
+            while sum(len(log) for p, log in self._logs.items() if p.topic == topic) >= limit:
+                self._committed.wait(timeout=1.0)
 
     def committed(self, group: str, partition: Partition) -> int:
         with self._lock:

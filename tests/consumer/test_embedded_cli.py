@@ -108,3 +108,27 @@ def test_an_output_in_a_missing_folder_is_a_startup_error(tmp_path: Path) -> Non
     done = _run("--input", str(tmp_path), "--output", "/nope/x.jsonl")
     assert done.returncode == 2
     assert b"startup failed" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_an_overlong_line_on_standard_input_is_cut_and_dead_lettered(detector: Path) -> None:
+    """Standard input is bounded like a topic: a 3 MiB line (no event is that long) comes in
+    as its first MiB, is dead-lettered, and the lines after it still come through."""
+    from consumer.cli import MAX_EVENT_LINE_BYTES
+
+    done = subprocess.run(
+        [*CONSUMER, "run", "--embedded", "--input", "-"],
+        input=b'{"a": "' + b"x" * (3 << 20) + b'"}\nnot an event either\n',
+        capture_output=True,
+        env=_env(FAME_DETECTOR_MODEL=str(detector)),
+        cwd=REPO_ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr.decode()[-2000:]
+    letters = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    letters.sort(key=lambda letter: letter["source"]["offset"])
+    assert [letter["error_code"] for letter in letters] == ["invalid_json", "invalid_json"]
+    assert letters[0]["payload_size_bytes"] == MAX_EVENT_LINE_BYTES
+    assert letters[0]["payload_truncated"] and letters[1]["payload_text"] == "not an event either"
+    for letter in letters:
+        assert_schema_valid(letter, "dead_letter")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import time
 
 import pytest
 
@@ -65,6 +67,44 @@ def test_lines_split_across_reads_are_joined() -> None:
     os.write(write_end, b" line\nthird")
     os.close(write_end)
     assert list(_lines(read_end, chunk_bytes=4)) == [b"first line", b"second line", b"third"]
+    os.close(read_end)
+
+
+def test_a_line_longer_than_the_cap_is_cut_and_its_rest_skipped() -> None:
+    """A feed without newlines must not grow memory: the cut line fails as an event (and is
+    dead-lettered), the lines after it come through whole."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"short\n" + b"x" * 50 + b"\nafter\n" + b"y" * 9 + b"z" * 3 + b"\nend")
+    os.write(write_end, b"\n" + b"w" * 30)
+    os.close(write_end)
+    lines = list(_lines(read_end, chunk_bytes=4, max_bytes=10))
+    os.close(read_end)
+    assert lines == [b"short", b"x" * 10, b"after", b"y" * 9 + b"z", b"end", b"w" * 10]
+
+
+def test_a_live_feed_stops_reading_while_its_backlog_is_full() -> None:
+    """Backpressure: unfinished events wait in the pipe (blocking the writer), not in memory."""
+    broker = LocalBroker()
+    broker.expect_more()
+    source = _source(broker)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"".join(b"e%d\n" % i for i in range(5)))
+    os.close(write_end)
+    feeder = threading.Thread(target=_feed, args=(read_end, broker, "events", 2), daemon=True)
+    feeder.start()
+    time.sleep(0.5)
+    assert [m.value for m in broker.messages("events")] == [b"e0", b"e1"]
+    assert feeder.is_alive() and not broker.input_ended
+    assert [m.offset for m in source.poll(0, 10)] == [0, 1]
+    source.commit({Partition("events", 0): 2})  # both finished: room for two more
+    deadline = time.monotonic() + 5
+    while len(broker.messages("events")) < 2 or broker.messages("events")[-1].offset < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert [m.value for m in broker.messages("events")] == [b"e2", b"e3"]
+    source.commit({Partition("events", 0): 4})
+    feeder.join(timeout=5)
+    assert broker.input_ended and [m.value for m in broker.messages("events")] == [b"e4"]
     os.close(read_end)
 
 

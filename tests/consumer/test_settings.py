@@ -184,3 +184,13 @@ def test_detect_batch_has_the_front_ends_bound() -> None:
     Settings(detect_batch=MAX_DETECT_BATCH)
     with pytest.raises(ValidationError, match="detect_batch"):
         Settings(detect_batch=MAX_DETECT_BATCH + 1)
+
+
+def test_a_live_feeds_backlog_never_limits_the_events_in_flight() -> None:
+    """Standard input stops being read at FEED_BACKLOG unfinished events: at least as many as
+    the largest FAME_MAX_IN_FLIGHT, so backpressure never lowers the configured concurrency."""
+    from consumer.cli import FEED_BACKLOG
+
+    Settings(max_in_flight=FEED_BACKLOG)
+    with pytest.raises(ValidationError, match="max_in_flight"):
+        Settings(max_in_flight=FEED_BACKLOG + 1)
