@@ -1,14 +1,19 @@
-"""Bytes of Redis memory per active track window, as ``MEMORY USAGE`` reports them.
+"""Bytes of Redis memory per active track window, and per processed event, as ``MEMORY USAGE``
+reports them.
 
 The state is written by the service's own `RedisWindowStore.commit_segment`, so the key layout,
 encoding and header are exactly what production stores: a `VideoState` whose tracks each hold the
 T-1 newest frame embeddings (float16) plus their running evidence, filled to the sizes they reach
-in a long video (full salient list, one probability per class).
+in a long video (full salient list, one probability per class). The processed-event record of a
+final segment is the verdict as the service serialises it (here the schema's example of an
+attributed verdict, two tracks): Redis keeps one per event for ``FAME_WINDOW_TTL_S``, so it sizes
+Redis as much as the windows do.
 """
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +21,14 @@ import redis
 
 from consumer.store import RedisWindowStore, event_key, state_key
 from fame.windows import MAX_SALIENT, TrackState, VideoState
+from schemas.verdict import AttributionVerdict
+
+EXAMPLE_VERDICT = (
+    Path(__file__).resolve().parents[1]
+    / "schemas"
+    / "examples"
+    / "attribution_verdict_attributed.json"
+)
 
 TARGET_BYTES_PER_TRACK = 32 * 1024
 
@@ -86,6 +99,7 @@ def run(
                     "bytes_per_track": total / count,
                 }
             )
+        event_record = _event_record(store, client)
         info = client.info("server")
     finally:
         store.close()
@@ -98,7 +112,26 @@ def run(
         "tail_rows": clip_len - 1,
         "tail_bytes": (clip_len - 1) * embed_dim * 2,
         "rows": rows,
+        "event_record": event_record,
         "target_bytes_per_track": TARGET_BYTES_PER_TRACK,
         "meets_target": all(r["bytes_per_track"] <= TARGET_BYTES_PER_TRACK for r in rows)
         and per_track > 0,
+    }
+
+
+def _event_record(store: RedisWindowStore, client: redis.Redis) -> dict[str, Any]:
+    """``MEMORY USAGE`` of the record a final segment leaves: its verdict, serialised as the
+    pipeline does (`model_dump_json`), for ``FAME_WINDOW_TTL_S``."""
+    verdict = AttributionVerdict.model_validate_json(EXAMPLE_VERDICT.read_text())
+    record = verdict.model_dump_json().encode()
+    video_id = f"bench-{uuid.uuid4().hex[:12]}"
+    store.commit_segment(VideoState(video_id=video_id), "bench-event", record, final=True)
+    try:
+        total = int(client.memory_usage(event_key(video_id, "bench-event")) or 0)
+    finally:
+        client.delete(state_key(video_id), event_key(video_id, "bench-event"))
+    return {
+        "tracks": len(verdict.tracks),
+        "verdict_bytes": len(record),
+        "memory_usage_bytes": total,
     }

@@ -200,6 +200,8 @@ def test_redis_memory_of_a_real_state_key(redis_url: str) -> None:
     one, two = result["rows"]
     assert one["memory_usage_bytes"] >= result["tail_bytes"]  # the float16 tail is all there
     assert two["memory_usage_bytes"] > one["memory_usage_bytes"]
+    record = result["event_record"]  # the verdict, kept per event for the TTL
+    assert record["tracks"] >= 1 and record["memory_usage_bytes"] >= record["verdict_bytes"] > 500
 
 
 @pytest.mark.integration
