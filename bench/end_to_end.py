@@ -23,7 +23,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,7 +185,8 @@ def _run_consumers(
         "read_committed" if exactly_once else "read_uncommitted",
     )
     try:
-        with _consumers(env, count, work) as ports:
+        with _consumers(env, count, work) as running:
+            ports = [port for port, _ in running]
             warm = [
                 _send(producer, topics["events"], p, videos[p % len(videos)])
                 for p in range(partitions)
@@ -212,6 +213,35 @@ def _run_consumers(
         "dead_letters": collector.dead_letters,
         "metrics": _metrics_delta(before, after),
     }
+
+
+@contextmanager
+def live_consumer(
+    videos: list[Path],
+    detector: Path,
+    checkpoint: Path,
+    bootstrap: str,
+    redis_url: str,
+    work: Path,
+    workers: int,
+    timeout_s: float,
+) -> Iterator[tuple[Callable[[int], dict[str, Any]], int]]:
+    """One `fame-consumer run` on fresh topics (one partition), warmed by one event; yields
+    ``(burst, pid)``: ``burst(n)`` offers n events cycling `videos` at once and returns the
+    load's result (as `_Load.run`); ``pid`` is the consumer's process (`bench.soak` reads its
+    memory)."""
+    topics = _fresh_topics(bootstrap, 1)
+    env = _consumer_env(bootstrap, redis_url, topics, checkpoint, detector, videos, workers)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    collector = _VerdictCollector(bootstrap, topics["verdicts"], topics["dlq"], "read_uncommitted")
+    try:
+        with _consumers(env, 1, work) as [(_, pid)]:
+            load = _Load(producer, topics, collector, videos, 1, timeout_s)
+            load.run(1, interval_s=0.0)
+            yield (lambda events: load.run(events, interval_s=0.0)), pid
+    finally:
+        producer.close()
+        collector.stop()
 
 
 @dataclass
@@ -320,8 +350,9 @@ def _consumer_env(
 
 
 @contextmanager
-def _consumers(env: dict[str, str], count: int, work: Path) -> Iterator[list[int]]:
-    """`count` consumer processes, each with a partition assigned; yields their HTTP ports."""
+def _consumers(env: dict[str, str], count: int, work: Path) -> Iterator[list[tuple[int, int]]]:
+    """`count` consumer processes, each with a partition assigned; yields their (HTTP port,
+    process id) pairs."""
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         for i in range(count):
@@ -337,7 +368,7 @@ def _consumers(env: dict[str, str], count: int, work: Path) -> Iterator[list[int
             if time.monotonic() > deadline:
                 raise RuntimeError("consumers did not all get partitions within 120 s")
             time.sleep(0.5)
-        yield ports
+        yield [(port, proc.pid) for port, (proc, _) in zip(ports, procs, strict=True)]
     finally:
         for proc, _ in procs:
             if proc.poll() is None:

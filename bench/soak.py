@@ -2,14 +2,17 @@
 
 A consumer runs for days, so memory that grows with every event ends in an out-of-memory kill
 (or, in a front-end worker, in its `FAME_WORKER_MEMORY_LIMIT_MB` cap killing a good video). One
-embedded consumer fed on standard input (`bench.embedded.LiveService`: the production pipeline,
-front-end worker pool and engine; in-process broker and window store), `rounds` bursts of
-`events` events cycling the event videos; after each burst, the resident memory (VmRSS) of the
-service process and of each of its front-end workers. The growth is the least-squares slope of
-the service's memory over the second half of the rounds (the first half warms allocators and
-caches), in KiB per event. Not part of `bench.run` (its length is the point):
+consumer, `rounds` bursts of `events` events cycling the event videos; after each burst, the
+resident memory (VmRSS) of the service process and of each of its children (front-end workers,
+multiprocessing's resource tracker). By default the embedded consumer fed on standard input
+(`bench.embedded.LiveService`: the production pipeline, front-end worker pool and engine;
+in-process broker and window store); with ``--kafka`` `fame-consumer run` on real Kafka and
+Redis (`make services-up`), and Redis's ``used_memory`` too. The growth is the least-squares
+slope over the second half of the rounds (the first half warms allocators and caches), per
+event. Not part of `bench.run` (its length is the point):
 
     .venv/bin/python -m bench.soak                        # 60 x 16 events: ~12 min on 2 cores
+    .venv/bin/python -m bench.soak --kafka                # the same on Kafka + Redis
     .venv/bin/python -m bench.soak --rounds 4 --events 4  # a smoke run
 """
 
@@ -20,12 +23,16 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import embedded, machine
-from bench.run import EVENT_VIDEOS, RESULTS_DIR
+import redis
+
+from bench import embedded, end_to_end, machine
+from bench.run import EVENT_VIDEOS, RESULTS_DIR, services_env
+from bench.untrained import make_checkpoint
 from fame.faces.detector import shared_dir
 
 
@@ -61,45 +68,43 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
 
 
-def run(
-    videos: list[Path],
-    detector: Path,
+def measure(
+    burst: Callable[[], dict[str, Any]],
+    pid: int,
     rounds: int,
     events: int,
-    settings: embedded.EmbeddedSettings,
+    redis_client: redis.Redis | None = None,
 ) -> dict[str, Any]:
-    burst = [videos[i % len(videos)] for i in range(events)]
+    """`rounds` calls of ``burst`` (each offers `events` events and waits for their outcomes);
+    after each, the resident memory of process `pid` and of its children, and Redis's
+    ``used_memory`` where a client is given."""
     series: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="fame-soak-") as tmp:
-        work = Path(tmp)
-        env = embedded.service_env(settings, work, videos, detector)
-        with embedded.LiveService(env, work / "soak", settings.timeout_s) as service:
-            for index in range(rounds):
-                result = service.offer(burst, interval_s=0.0)
-                worker_kib = sorted(rss_kib(kid) for kid in children(service.pid))
-                series.append(
-                    {
-                        "round": index,
-                        "events_so_far": (index + 1) * events,
-                        "service_rss_kib": rss_kib(service.pid),
-                        "child_rss_kib": worker_kib,
-                        "events_per_s": result["events_per_s"],
-                        "complete": result["complete"],
-                    }
-                )
-                print(
-                    f"[soak {time.strftime('%H:%M:%S')}] round {index + 1}/{rounds}: service "
-                    f"{series[-1]['service_rss_kib'] / 1024:.0f} MiB, children "
-                    f"{[round(k / 1024) for k in worker_kib]} MiB",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    for index in range(rounds):
+        result = burst()
+        row: dict[str, Any] = {
+            "round": index,
+            "events_so_far": (index + 1) * events,
+            "service_rss_kib": rss_kib(pid),
+            "child_rss_kib": sorted(rss_kib(kid) for kid in children(pid)),
+            "events_per_s": result["events_per_s"],
+            "complete": result["complete"],
+        }
+        if redis_client is not None:
+            row["redis_used_memory_bytes"] = int(redis_client.info("memory")["used_memory"])
+        series.append(row)
+        print(
+            f"[soak {time.strftime('%H:%M:%S')}] round {index + 1}/{rounds}: service "
+            f"{row['service_rss_kib'] / 1024:.0f} MiB, children "
+            f"{[round(k / 1024) for k in row['child_rss_kib']]} MiB"
+            + (f", redis {row['redis_used_memory_bytes'] / 2**20:.1f} MiB" if redis_client else ""),
+            file=sys.stderr,
+            flush=True,
+        )
     late = series[len(series) // 2 :]
     xs = [float(r["events_so_far"]) for r in late]
-    return {
+    summary: dict[str, Any] = {
         "rounds": rounds,
         "events_per_round": events,
-        "workers": settings.workers,
         "all_complete": all(r["complete"] for r in series),
         "service_rss_mib": {
             "first_round": series[0]["service_rss_kib"] / 1024,
@@ -116,14 +121,76 @@ def run(
             ),
             default=0.0,
         ),
-        "series": series,
     }
+    if redis_client is not None:
+        summary["redis_growth_bytes_per_event_second_half"] = slope(
+            xs, [float(r["redis_used_memory_bytes"]) for r in late]
+        )
+    return {**summary, "series": series}
+
+
+def run(
+    videos: list[Path],
+    detector: Path,
+    rounds: int,
+    events: int,
+    settings: embedded.EmbeddedSettings,
+) -> dict[str, Any]:
+    """The embedded consumer (in-process broker, in-memory windows), fed on standard input."""
+    burst = [videos[i % len(videos)] for i in range(events)]
+    with tempfile.TemporaryDirectory(prefix="fame-soak-") as tmp:
+        work = Path(tmp)
+        env = embedded.service_env(settings, work, videos, detector)
+        with embedded.LiveService(env, work / "soak", settings.timeout_s) as service:
+            result = measure(
+                lambda: service.offer(burst, interval_s=0.0), service.pid, rounds, events
+            )
+    return {"mode": "embedded", "workers": settings.workers, **result}
+
+
+def run_kafka(
+    videos: list[Path],
+    detector: Path,
+    rounds: int,
+    events: int,
+    settings: embedded.EmbeddedSettings,
+    services: dict[str, str],
+) -> dict[str, Any]:
+    """`fame-consumer run` on real Kafka and Redis (`make services-up`), one partition; Redis's
+    memory too, where the processed-event records accumulate for `FAME_WINDOW_TTL_S`."""
+    redis_url = services["FAME_REDIS_URL"]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fame-soak-") as tmp:
+            work = Path(tmp)
+            checkpoint = make_checkpoint(
+                work, settings.model_name, int8_videos=videos, detector=detector
+            )
+            with end_to_end.live_consumer(
+                videos,
+                detector,
+                checkpoint,
+                services["FAME_KAFKA_BOOTSTRAP_SERVERS"],
+                redis_url,
+                work,
+                settings.workers,
+                settings.timeout_s,
+            ) as (burst, pid):
+                result = measure(lambda: burst(events), pid, rounds, events, client)
+    finally:
+        client.close()
+    return {"mode": "kafka", "workers": settings.workers, **result}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60, help="bursts (default 60)")
     parser.add_argument("--events", type=int, default=16, help="events per burst (default 16)")
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="the Kafka + Redis service (`make services-up`) instead of the embedded one",
+    )
     parser.add_argument("--model", default="fame", help="FAME registry name (default: fame)")
     parser.add_argument("--out", type=Path, help="result file (default bench/results/...)")
     args = parser.parse_args(argv)
@@ -134,19 +201,34 @@ def main(argv: list[str] | None = None) -> int:
     if not (data.is_dir() and detector.is_file()):
         print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
         return 2
+    services = services_env()
+    if args.kafka and not {"FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL"} <= set(services):
+        print("--kafka needs Kafka and Redis: run `make services-up`")
+        return 2
     settings = embedded.EmbeddedSettings(model_name=args.model, events=max(2, args.events))
-    result = run([data / v for v in EVENT_VIDEOS], detector, args.rounds, args.events, settings)
+    videos = [data / v for v in EVENT_VIDEOS]
+    if args.kafka:
+        result = run_kafka(videos, detector, args.rounds, args.events, settings, services)
+    else:
+        result = run(videos, detector, args.rounds, args.events, settings)
     result["machine"] = machine.machine_info([sys.executable, "-m", "bench.soak", *sys.argv[1:]])
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    out = args.out or RESULTS_DIR / f"{machine.device().type}-{stamp}-soak.json"
+    name = f"{machine.device().type}-{stamp}-soak{'-kafka' if args.kafka else ''}.json"
+    out = args.out or RESULTS_DIR / name
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
-        f"service memory {result['service_rss_mib']['first_round']:.0f} -> "
+        f"{result['mode']}: service memory {result['service_rss_mib']['first_round']:.0f} -> "
         f"{result['service_rss_mib']['last_round']:.0f} MiB over {args.rounds * args.events} "
         f"events; growth over the second half "
         f"{result['service_growth_kib_per_event_second_half']:.1f} KiB/event (service), "
         f"{result['largest_child_growth_kib_per_event_second_half']:.1f} KiB/event "
-        f"(largest child); all complete: {result['all_complete']}"
+        f"(largest child)"
+        + (
+            f", Redis {result['redis_growth_bytes_per_event_second_half']:.0f} B/event"
+            if args.kafka
+            else ""
+        )
+        + f"; all complete: {result['all_complete']}"
     )
     print(f"raw results: {out}")
     return 0

@@ -363,6 +363,22 @@ def test_soak_reads_the_memory_of_the_service_and_its_workers_round_after_round(
     assert math.isfinite(result["service_growth_kib_per_event_second_half"])
 
 
+@pytest.mark.integration
+def test_soak_on_kafka_and_redis_reads_redis_memory_too(
+    shared: Path, detector: Path, kafka_bootstrap: str, redis_url: str
+) -> None:
+    from bench import embedded, soak
+
+    carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
+    settings = embedded.EmbeddedSettings(model_name="fame_tiny", events=2, workers=1)
+    services = {"FAME_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "FAME_REDIS_URL": redis_url}
+    result = soak.run_kafka([carphone], detector, 2, 2, settings, services)
+    assert result["mode"] == "kafka" and result["all_complete"]
+    for row in result["series"]:
+        assert row["service_rss_kib"] > 50_000 and row["redis_used_memory_bytes"] > 0
+    assert math.isfinite(result["redis_growth_bytes_per_event_second_half"])
+
+
 def test_soak_slope_is_least_squares() -> None:
     from bench.soak import slope
 
