@@ -23,7 +23,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -170,9 +170,62 @@ def _run_consumers(
     """Burst (and, for one consumer in the default configuration, paced) loads on fresh topics.
     In the exactly-once mode verdicts are read with read_committed: latency includes the commit.
     ``env_overrides`` are extra ``FAME_*`` settings for a comparison run (burst only)."""
-    partitions = max(settings.consumer_counts)
-    topics = _fresh_topics(bootstrap, partitions)
     workers = max(1, settings.workers_total // count)
+    with live_consumers(
+        videos,
+        detector,
+        checkpoint,
+        bootstrap,
+        redis_url,
+        work,
+        workers=workers,
+        timeout_s=settings.load_timeout_s,
+        count=count,
+        partitions=max(settings.consumer_counts),
+        exactly_once=exactly_once,
+        env_overrides=env_overrides,
+    ) as (load, running):
+        ports = [port for port, _ in running]
+        before = [_scrape(port) for port in ports]
+        loads = [load.run(settings.burst_events, interval_s=0.0)]
+        max_rate = loads[0]["events_per_s"]
+        paced_runs = count == 1 and max_rate > 0 and not exactly_once and not env_overrides
+        for fraction in settings.paced_fractions if paced_runs else ():
+            paced = load.run(settings.paced_events, interval_s=1.0 / (fraction * max_rate))
+            paced["offered_fraction_of_max"] = fraction
+            paced["offered_events_per_s"] = fraction * max_rate
+            loads.append(paced)
+        after = [_scrape(port) for port in ports]
+    return {
+        "consumers": count,
+        "frontend_workers_per_consumer": workers,
+        "loads": loads,
+        "dead_letters": load.collector.dead_letters,
+        "metrics": _metrics_delta(before, after),
+    }
+
+
+@contextmanager
+def live_consumers(
+    videos: list[Path],
+    detector: Path,
+    checkpoint: Path,
+    bootstrap: str,
+    redis_url: str,
+    work: Path,
+    *,
+    workers: int,
+    timeout_s: float,
+    count: int = 1,
+    partitions: int = 1,
+    exactly_once: bool = False,
+    env_overrides: dict[str, str] | None = None,
+) -> Iterator[tuple[_Load, list[tuple[int, int]]]]:
+    """`count` `fame-consumer run` processes on fresh topics, warmed by one event per partition;
+    yields the load that offers them events (`_Load.run`) and their (HTTP port, process id)
+    pairs (`bench.soak` reads their memory). Exactly-once consumers get a transactional id, and
+    their verdicts are read with read_committed."""
+    topics = _fresh_topics(bootstrap, partitions)
     env = _consumer_env(bootstrap, redis_url, topics, checkpoint, detector, videos, workers)
     if exactly_once:
         env |= {"FAME_EXACTLY_ONCE": "true", "FAME_TRANSACTIONAL_ID": f"tx-{topics['group']}"}
@@ -186,59 +239,12 @@ def _run_consumers(
     )
     try:
         with _consumers(env, count, work) as running:
-            ports = [port for port, _ in running]
             warm = [
                 _send(producer, topics["events"], p, videos[p % len(videos)])
                 for p in range(partitions)
             ]
-            collector.wait_for([event_id for event_id, _ in warm], settings.load_timeout_s)
-            before = [_scrape(port) for port in ports]
-            load = _Load(producer, topics, collector, videos, partitions, settings.load_timeout_s)
-            loads = [load.run(settings.burst_events, interval_s=0.0)]
-            max_rate = loads[0]["events_per_s"]
-            paced_runs = count == 1 and max_rate > 0 and not exactly_once and not env_overrides
-            for fraction in settings.paced_fractions if paced_runs else ():
-                paced = load.run(settings.paced_events, interval_s=1.0 / (fraction * max_rate))
-                paced["offered_fraction_of_max"] = fraction
-                paced["offered_events_per_s"] = fraction * max_rate
-                loads.append(paced)
-            after = [_scrape(port) for port in ports]
-    finally:
-        producer.close()
-        collector.stop()
-    return {
-        "consumers": count,
-        "frontend_workers_per_consumer": workers,
-        "loads": loads,
-        "dead_letters": collector.dead_letters,
-        "metrics": _metrics_delta(before, after),
-    }
-
-
-@contextmanager
-def live_consumer(
-    videos: list[Path],
-    detector: Path,
-    checkpoint: Path,
-    bootstrap: str,
-    redis_url: str,
-    work: Path,
-    workers: int,
-    timeout_s: float,
-) -> Iterator[tuple[Callable[[int], dict[str, Any]], int]]:
-    """One `fame-consumer run` on fresh topics (one partition), warmed by one event; yields
-    ``(burst, pid)``: ``burst(n)`` offers n events cycling `videos` at once and returns the
-    load's result (as `_Load.run`); ``pid`` is the consumer's process (`bench.soak` reads its
-    memory)."""
-    topics = _fresh_topics(bootstrap, 1)
-    env = _consumer_env(bootstrap, redis_url, topics, checkpoint, detector, videos, workers)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-    collector = _VerdictCollector(bootstrap, topics["verdicts"], topics["dlq"], "read_uncommitted")
-    try:
-        with _consumers(env, 1, work) as [(_, pid)]:
-            load = _Load(producer, topics, collector, videos, 1, timeout_s)
-            load.run(1, interval_s=0.0)
-            yield (lambda events: load.run(events, interval_s=0.0)), pid
+            collector.wait_for([event_id for event_id, _ in warm], timeout_s)
+            yield _Load(producer, topics, collector, videos, partitions, timeout_s), running
     finally:
         producer.close()
         collector.stop()

@@ -166,17 +166,19 @@ def run_kafka(
             checkpoint = make_checkpoint(
                 work, settings.model_name, int8_videos=videos, detector=detector
             )
-            with end_to_end.live_consumer(
+            with end_to_end.live_consumers(
                 videos,
                 detector,
                 checkpoint,
                 services["FAME_KAFKA_BOOTSTRAP_SERVERS"],
                 redis_url,
                 work,
-                settings.workers,
-                settings.timeout_s,
-            ) as (burst, pid):
-                result = measure(lambda: burst(events), pid, rounds, events, client)
+                workers=settings.workers,
+                timeout_s=settings.timeout_s,
+            ) as (load, [(_, pid)]):
+                result = measure(
+                    lambda: load.run(events, interval_s=0.0), pid, rounds, events, client
+                )
     finally:
         client.close()
     return {"mode": "kafka", "workers": settings.workers, **result}
