@@ -596,6 +596,7 @@ def test_typed_settings_and_extra_env_reach_the_service(rendered: dict[str, Rend
     assert "FAME_WORKER_MEMORY_LIMIT_MB" not in defaults  # null: no cap of its own
     assert defaults["FAME_MAX_VIDEO_BYTES"] == str(512 * 1024**2)
     assert defaults["FAME_TASK_TIMEOUT_S"] == "120"
+    assert defaults["FAME_WINDOW_TTL_S"] == str(Settings.model_fields["window_ttl_s"].default)
 
 
 # consumer.* numbers of the chart and the setting each one becomes.
@@ -605,6 +606,7 @@ CONSUMER_SETTINGS = {
     "maxBatch": "max_batch",
     "maxWaitMs": "max_wait_ms",
     "maxVerdictTracks": "max_verdict_tracks",
+    "windowTtlSeconds": "window_ttl_s",
     "workers": "workers",
     "detectEvery": "detect_every",
     "detectBatch": "detect_batch",
