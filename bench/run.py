@@ -64,6 +64,19 @@ def services_env() -> dict[str, str]:
     return env
 
 
+def shared_media(detector: str | None = None) -> tuple[Path, Path] | None:
+    """The shared media folder and the face detector (default: the shared SCRFD-500M), or None
+    after saying which is missing."""
+    from fame.faces.detector import shared_dir  # the face stack: not for `--only model`
+
+    data = shared_dir() / "data"
+    model = Path(detector or shared_dir() / "models" / "scrfd_500m_bnkps.onnx")
+    if not (data.is_dir() and model.is_file()):
+        print(f"shared media or detector missing ({data}, {model}): set FAME_SHARED_DIR")
+        return None
+    return data, model
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and events (~3 min)")
@@ -93,13 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     if {"frontend", "e2e", "embedded"} & set(args.only):
         # Only the media sections load the face stack: `--only model` needs torch alone, which
         # is all a bare GPU image may have.
-        from fame.faces.detector import shared_dir
-
-        data = shared_dir() / "data"
-        detector = Path(args.detector or shared_dir() / "models" / "scrfd_500m_bnkps.onnx")
-        if not (data.is_dir() and detector.is_file()):
-            print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
+        media = shared_media(args.detector)
+        if media is None:
             return 2
+        data, detector = media
     dev = machine.device()
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -31,9 +31,8 @@ from typing import Any
 import redis
 
 from bench import embedded, end_to_end, machine
-from bench.run import EVENT_VIDEOS, RESULTS_DIR, services_env
+from bench.run import EVENT_VIDEOS, RESULTS_DIR, services_env, shared_media
 from bench.untrained import make_checkpoint
-from fame.faces.detector import shared_dir
 
 
 def rss_kib(pid: int) -> int:
@@ -198,11 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 2 or args.events < 1:
         parser.error("need --rounds >= 2 and --events >= 1")
-    data = shared_dir() / "data"
-    detector = shared_dir() / "models" / "scrfd_500m_bnkps.onnx"
-    if not (data.is_dir() and detector.is_file()):
-        print(f"shared media or detector missing ({data}, {detector}): set FAME_SHARED_DIR")
+    media = shared_media()
+    if media is None:
         return 2
+    data, detector = media
     services = services_env()
     if args.kafka and not {"FAME_KAFKA_BOOTSTRAP_SERVERS", "FAME_REDIS_URL"} <= set(services):
         print("--kafka needs Kafka and Redis: run `make services-up`")
