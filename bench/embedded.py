@@ -123,7 +123,7 @@ def run(
         if "@torch:cuda" in ceiling["detector"]:
             try:
                 cpu_env = {**env, "FAME_DETECTOR_BACKEND": "onnxruntime"}
-                detector_on_cpu = _burst(cpu_env, work / "detector-cpu", burst, settings)
+                detector_on_cpu = fresh_burst(cpu_env, work / "detector-cpu", burst, settings)
                 detector_on_cpu["events_per_s_vs_default"] = ratio(
                     detector_on_cpu["events_per_s"], result["events_per_s"]
                 )
@@ -213,7 +213,7 @@ def _batched_detection(
         burst, Path(env["FAME_DETECTOR_MODEL"]), settings.workers, BATCHED_DETECTION
     )
     batch_env = {**env, "FAME_DETECT_BATCH": str(BATCHED_DETECTION)}
-    result = _burst(batch_env, work / "batched", burst, settings)
+    result = fresh_burst(batch_env, work / "batched", burst, settings)
     return {
         "detect_batch": BATCHED_DETECTION,
         "frontend_ceiling": ceiling,
@@ -232,7 +232,7 @@ def _nvdec_burst(
 ) -> dict[str, Any]:
     """The burst on a process decoding with NVDEC, against NVDEC's decode-only ceiling."""
     ceiling = frontend.decode_ceiling(burst, settings.workers, "cuda")
-    result = _burst({**env, "FAME_HWACCEL": "cuda"}, work / "nvdec", burst, settings)
+    result = fresh_burst({**env, "FAME_HWACCEL": "cuda"}, work / "nvdec", burst, settings)
     return {
         "decode_only_ceiling": ceiling,
         **result,
@@ -241,7 +241,7 @@ def _nvdec_burst(
     }
 
 
-def _burst(
+def fresh_burst(
     env: dict[str, str], work: Path, burst: list[Path], settings: EmbeddedSettings
 ) -> dict[str, Any]:
     """The burst alone on a fresh process configured by ``env`` (warmed up first), with how
