@@ -15,8 +15,9 @@ One process, warmed by one event (model and detector loaded), then:
   to choose where the latency of single long uploads matters more than throughput;
 - where the front end detects on the GPU through PyTorch, the burst again with SCRFD on ONNX
   Runtime's CPU provider (`FAME_DETECTOR_BACKEND=onnxruntime`): what detecting on the GPU buys;
-  and the front-end ceiling and the burst again detecting `BATCHED_DETECTION` frames per call
-  (`FAME_DETECT_BATCH`): whether detection taking turns on the shared GPU bounds the service;
+  and the front-end ceiling and the burst again detecting frame by frame (`FAME_DETECT_BATCH=1`,
+  against the default's `GPU_DETECT_BATCH` there): what batching buys where the workers'
+  detections take turns on the shared GPU;
 - with `nvdec`, where this process can decode on the GPU's NVDEC: the burst again on a process
   with `FAME_HWACCEL=cuda`, against the decode-only ceiling on NVDEC.
 
@@ -48,7 +49,6 @@ from fame.video.decode import hwaccel_unavailable
 
 LATENCY_SOURCE = "faces/driving_d10.mp4"  # 512x512, 15 s at 30 fps: its first 10 s
 LATENCY_CLIP_S = 10.0
-BATCHED_DETECTION = 8  # frames per detector call in the GPU's batched-detection run
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class EmbeddedSettings:
     # one front-end process per CPU, each detector single-threaded (the service's default split)
     workers: int = field(default_factory=available_cpus)
     detect_every: int = 1
-    detect_batch: int = 1
+    detect_batch: int = 0  # the service's default: auto
     timeout_s: float = 600.0
     wide_workers: bool = True
     nvdec: bool = True  # where NVDEC can be opened (never on a CPU-only machine)
@@ -87,9 +87,9 @@ def run(
 ) -> dict[str, Any]:
     """Ceilings, then one embedded consumer: burst, and (given a source) the latency loads."""
     burst = [videos[i % len(videos)] for i in range(settings.events)]
-    ceiling = frontend.ceiling(burst, detector, settings.workers)
+    ceiling = frontend.ceiling(burst, detector, settings.workers, settings.detect_batch)
     decode_ceiling = frontend.decode_ceiling(burst, settings.workers)
-    by_workers = _ceiling_by_workers(burst, detector, settings.workers, ceiling["detector"])
+    by_workers = _ceiling_by_workers(burst, detector, settings, ceiling["detector"])
     with tempfile.TemporaryDirectory(prefix="fame-embedded-") as tmp:
         work = Path(tmp)
         clip = None
@@ -129,12 +129,12 @@ def run(
                 )
             except Exception as e:  # measured only where a GPU is lent: keep what came before
                 detector_on_cpu = {"error": repr(e)}
-        batched: dict[str, Any] = {}
-        if "@torch:cuda" in ceiling["detector"] and settings.detect_batch == 1:
+        frame_by_frame: dict[str, Any] = {}
+        if "@torch:cuda" in ceiling["detector"] and settings.detect_batch == 0:
             try:
-                batched = _batched_detection(env, work, burst, settings, result, decode_ceiling)
+                frame_by_frame = _frame_by_frame(env, work, burst, settings, result, decode_ceiling)
             except Exception as e:  # measured only where a GPU is lent: keep what came before
-                batched = {"error": repr(e)}
+                frame_by_frame = {"error": repr(e)}
         nvdec: dict[str, Any] = {}
         if settings.nvdec and (reason := hwaccel_unavailable("cuda")) is not None:
             nvdec = {"unavailable": reason}  # why it was not measured, for the next session
@@ -154,7 +154,7 @@ def run(
         "latency": latency,
         "latency_wide_workers": wide,
         "detector_onnxruntime_cpu": detector_on_cpu,
-        "batched_detection": batched,
+        "frame_by_frame_detection": frame_by_frame,
         "nvdec": nvdec,
     }
 
@@ -184,19 +184,23 @@ def service_env(
 
 
 def _ceiling_by_workers(
-    burst: list[Path], detector: Path, workers: int, detector_name: str
+    burst: list[Path], detector: Path, settings: EmbeddedSettings, detector_name: str
 ) -> list[dict[str, Any]]:
     """Where detection runs on a GPU: the front-end ceiling at 1, 4 and 8 workers (those below
     `workers`), four events each. Why: CUDA runs one process's kernels at a time (without MPS),
-    so if the workers' detections take turns on the GPU, sampled frames/s stop growing with
-    workers (the H200 host gave 919 with 16 workers, 2.6x one process); if their CPUs bound
-    it, they keep growing."""
+    so where the workers' detections take turns on the GPU, sampled frames/s stop growing with
+    workers while the GPU reads near 100 % busy (frame by frame on the H200: 288, 630, 796 and
+    879 at 1, 4, 8 and 16 workers, 96 % busy); where their CPUs bound it, they keep growing."""
     if "cuda" not in detector_name.lower():
         return []
-    return [frontend.ceiling(burst[: 4 * n], detector, n) for n in (1, 4, 8) if n < workers]
+    return [
+        frontend.ceiling(burst[: 4 * n], detector, n, settings.detect_batch)
+        for n in (1, 4, 8)
+        if n < settings.workers
+    ]
 
 
-def _batched_detection(
+def _frame_by_frame(
     env: dict[str, str],
     work: Path,
     burst: list[Path],
@@ -204,18 +208,15 @@ def _batched_detection(
     default: dict[str, Any],
     decode_ceiling: dict[str, Any],
 ) -> dict[str, Any]:
-    """The front-end ceiling and the burst with `BATCHED_DETECTION` frames per detector call,
-    against the default burst and the decode-only ceiling. Why: if the workers' detections
-    taking turns on the GPU bound the service, and a batch of SCRFD costs the GPU far less than
-    its frames one by one (`frontend.network_batch_row` measures that), batching lifts the
-    service toward the decode ceiling."""
-    ceiling = frontend.ceiling(
-        burst, Path(env["FAME_DETECTOR_MODEL"]), settings.workers, BATCHED_DETECTION
-    )
-    batch_env = {**env, "FAME_DETECT_BATCH": str(BATCHED_DETECTION)}
-    result = fresh_burst(batch_env, work / "batched", burst, settings)
+    """The front-end ceiling and the burst detecting one frame per call (`FAME_DETECT_BATCH=1`),
+    against the default burst (`GPU_DETECT_BATCH` frames per call on a GPU) and the decode-only
+    ceiling. Why: the workers' detections take turns on the GPU, and a batch of them keeps it
+    busy for less time than its frames one by one: this is what the default's batching buys."""
+    ceiling = frontend.ceiling(burst, Path(env["FAME_DETECTOR_MODEL"]), settings.workers, 1)
+    one_env = {**env, "FAME_DETECT_BATCH": "1"}
+    result = fresh_burst(one_env, work / "frame-by-frame", burst, settings)
     return {
-        "detect_batch": BATCHED_DETECTION,
+        "detect_batch": 1,
         "frontend_ceiling": ceiling,
         **result,
         "events_per_s_vs_default": ratio(result["events_per_s"], default["events_per_s"]),

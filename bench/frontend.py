@@ -391,11 +391,11 @@ def decode_ceiling(videos: list[Path], workers: int, hwaccel: str = "none") -> d
 
 
 def ceiling(
-    videos: list[Path], detector_path: Path, workers: int, detect_batch: int = 1
+    videos: list[Path], detector_path: Path, workers: int, detect_batch: int = 0
 ) -> dict[str, Any]:
     """Events/s of `FrontEndPool(workers)` alone over `videos` submitted at once (detector
     loading excluded: the pool is warmed by one video first), detecting ``detect_batch``
-    frames per call (`FAME_DETECT_BATCH`)."""
+    frames per call (`FAME_DETECT_BATCH`; 0, the service's default: auto)."""
     config = dataclasses.replace(frontend_config(detector_path), detect_batch=detect_batch)
     with FrontEndPool(config, workers=workers) as pool:
         for warm in [pool.submit(video) for video in warm_up_videos(videos, workers)]:

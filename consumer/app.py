@@ -127,11 +127,11 @@ class Service:
         front = self.frontend.config
         log.info(
             "front end: %d workers x %d detector threads; detects every %d sampled frame(s), "
-            "%d key frame(s) per detector call, at %d px; decoder %s",
+            "%s key frame(s) per detector call, at %d px; decoder %s",
             settings.workers,
             front.detector_threads,
             front.detect_every,
-            front.detect_batch,
+            front.detect_batch or "auto: 8 on a GPU detector, else 1",
             front.det_size,
             front.hwaccel,
         )

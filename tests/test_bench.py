@@ -320,16 +320,16 @@ def test_embedded_bench_runs_the_service_without_kafka_or_redis(
     assert (wide["workers"], wide["detector_threads"]) == settings.wide_split()
     assert wide["paced"]["verdicts"] == 2 and wide["paced"]["latency_s"]["p95"] > 0
     assert result["ceiling_by_workers"] == []  # detection on this CPU: no GPU to share
-    assert result["batched_detection"] == {}  # measured where detection shares a GPU
+    assert result["frame_by_frame_detection"] == {}  # measured where detection shares a GPU
     with pytest.raises(ValueError, match="events >= 2"):
         embedded.EmbeddedSettings(events=1)
 
 
-def test_batched_detection_burst_runs_the_service_with_batches(
+def test_frame_by_frame_burst_runs_the_service_one_frame_per_detector_call(
     shared: Path, detector: Path, tmp_path: Path
 ) -> None:
-    """What a GPU run adds (`embedded._batched_detection`), run here on the CPU: the front-end
-    ceiling and a burst of the service detecting 8 frames per call, every verdict made."""
+    """What a GPU run adds (`embedded._frame_by_frame`), run here on the CPU: the front-end
+    ceiling and a burst of the service detecting one frame per call, every verdict made."""
     from bench import embedded
 
     carphone = shared / "data" / "samples" / "carphone_pristine.mp4"
@@ -338,14 +338,13 @@ def test_batched_detection_burst_runs_the_service_with_batches(
     burst = [carphone] * 2
     decode = {"events_per_s": 100.0}
     default = {"events_per_s": 2.0}
-    result = embedded._batched_detection(env, tmp_path, burst, settings, default, decode)
-    assert result["detect_batch"] == embedded.BATCHED_DETECTION
-    assert result["frontend_ceiling"]["detect_batch"] == embedded.BATCHED_DETECTION
+    result = embedded._frame_by_frame(env, tmp_path, burst, settings, default, decode)
+    assert result["detect_batch"] == result["frontend_ceiling"]["detect_batch"] == 1
     assert (result["verdicts"], result["dead_letters"]) == (2, 0)
     assert result["events_per_s_vs_default"] == pytest.approx(result["events_per_s"] / 2.0)
     assert result["e2e_vs_decode_ceiling"] == pytest.approx(result["events_per_s"] / 100.0)
-    log = (tmp_path / "batched" / "consumer.log").read_text()
-    assert "8 key frame(s) per detector call" in log
+    log = (tmp_path / "frame-by-frame" / "consumer.log").read_text()
+    assert "1 key frame(s) per detector call" in log
 
 
 def test_soak_reads_the_memory_of_the_service_and_its_workers_round_after_round(
@@ -403,24 +402,29 @@ def test_ceiling_by_workers_only_where_detection_shares_a_gpu(
 ) -> None:
     from bench import embedded
 
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[int, int, int]] = []
 
-    def ceiling(videos: list[Path], detector: Path, workers: int) -> dict[str, int]:
-        calls.append((len(videos), workers))
+    def ceiling(
+        videos: list[Path], detector: Path, workers: int, detect_batch: int
+    ) -> dict[str, int]:
+        calls.append((len(videos), workers, detect_batch))
         return {"workers": workers}
 
     monkeypatch.setattr(embedded.frontend, "ceiling", ceiling)
     burst = [tmp_path / f"{i}.mp4" for i in range(64)]
     name = "scrfd:scrfd_500m_bnkps.onnx@torch:cuda"
-    assert embedded._ceiling_by_workers(burst, tmp_path, 16, name) == [
+    sixteen = embedded.EmbeddedSettings(workers=16)
+    assert embedded._ceiling_by_workers(burst, tmp_path, sixteen, name) == [
         {"workers": 1},
         {"workers": 4},
         {"workers": 8},
     ]
-    assert calls == [(4, 1), (16, 4), (32, 8)]
-    assert [c["workers"] for c in embedded._ceiling_by_workers(burst, tmp_path, 4, name)] == [1]
+    assert calls == [(4, 1, 0), (16, 4, 0), (32, 8, 0)]  # the service's default batching
+    four = embedded.EmbeddedSettings(workers=4, detect_batch=1)
+    assert [c["workers"] for c in embedded._ceiling_by_workers(burst, tmp_path, four, name)] == [1]
+    assert calls[-1] == (4, 1, 1)
     cpu_name = "scrfd:scrfd_500m_bnkps.onnx@CPUExecutionProvider"
-    assert embedded._ceiling_by_workers(burst, tmp_path, 16, cpu_name) == []
+    assert embedded._ceiling_by_workers(burst, tmp_path, sixteen, cpu_name) == []
 
 
 @pytest.mark.parametrize(
@@ -509,11 +513,11 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
         {"workers": 4, "events_per_s": 2.5, "sampled_frames_per_s": 110.0, "gpu_busy": busy}
     ]
     embedded["frontend_ceiling"]["gpu_busy"] = busy
-    embedded["batched_detection"] = {
-        "detect_batch": 8,
-        "events_per_s": 30.0,
-        "events_per_s_vs_default": 1.5,
-        "e2e_vs_decode_ceiling": 0.85,
+    embedded["frame_by_frame_detection"] = {
+        "detect_batch": 1,
+        "events_per_s": 20.0,
+        "events_per_s_vs_default": 0.7,
+        "e2e_vs_decode_ceiling": 0.55,
         "frontend_ceiling": {"events_per_s": 31.0, "sampled_frames_per_s": 2400.0},
         "gpu_busy": busy,
     }
@@ -538,9 +542,9 @@ def test_summary_prints_the_gpu_only_measurements() -> None:
     ) in text
     assert "GPU busy during the front-end ceiling: mean 97%, max 100%" in text
     assert (
-        "FAME_DETECT_BATCH=8, burst: 30.000 events/s (1.50x the default; ratio to the "
-        "decode-only ceiling 0.850 [GPU target >= 0.8: MET]); front-end ceiling 31.000 "
-        "events/s, 2400 sampled frames/s, GPU busy mean 97%"
+        "FAME_DETECT_BATCH=1 (frame by frame; the default batches on a GPU), burst: 20.000 "
+        "events/s (0.70x the default; ratio to the decode-only ceiling 0.550); front-end "
+        "ceiling 31.000 events/s, 2400 sampled frames/s, GPU busy mean 97%"
     ) in text
     assert "GPU busy during the burst" not in text  # a CPU run's burst has no reading
     embedded["nvdec"] = {"error": "RuntimeError('no NVDEC')"}

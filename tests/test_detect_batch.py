@@ -16,7 +16,7 @@ import torch
 from onnx import TensorProto, helper
 
 from fame.faces.detector import Detections, ScrfdDetector
-from fame.faces.frontend import MAX_DETECT_BATCH, FrontEnd, FrontEndConfig
+from fame.faces.frontend import GPU_DETECT_BATCH, MAX_DETECT_BATCH, FrontEnd, FrontEndConfig
 from fame.faces.scrfd_graph import batches, detector_graph
 from tests.detectors import CountingDetector
 from tests.media import sampled_frames
@@ -194,7 +194,45 @@ def test_the_front_end_detects_in_batches_and_tracks_as_before(
         assert np.abs(a.crops.astype(np.int16) - b.crops.astype(np.int16)).max() <= 1
 
 
-@pytest.mark.parametrize("batch", [0, MAX_DETECT_BATCH + 1])
+@pytest.mark.parametrize("batch", [-1, MAX_DETECT_BATCH + 1])
 def test_detect_batch_is_bounded(batch: int) -> None:
     with pytest.raises(ValueError, match="detect_batch"):
         FrontEndConfig(detect_batch=batch)
+
+
+class _NamedDetector:
+    """Only a name: what `runs_on_gpu` reads (nothing is detected here)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        raise AssertionError("not called")
+
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        raise AssertionError("not called")
+
+
+@pytest.mark.parametrize(
+    ("detector", "auto"),
+    [
+        ("scrfd:scrfd_500m_bnkps.onnx@torch:cuda", GPU_DETECT_BATCH),
+        ("scrfd:scrfd_500m_bnkps.onnx@CUDAExecutionProvider", GPU_DETECT_BATCH),
+        ("scrfd:scrfd_500m_bnkps.onnx@torch:cpu", 1),
+        ("scrfd:scrfd_500m_bnkps.onnx@CPUExecutionProvider", 1),
+        ("lbp-cascade(skimage)", 1),
+    ],
+)
+def test_the_default_batches_where_the_detector_runs_on_a_gpu(detector: str, auto: int) -> None:
+    """detect_batch 0 (the default, auto) is resolved for the loaded detector; a number is kept."""
+    named = _NamedDetector(detector)
+    assert FrontEndConfig().detect_batch == 0
+    assert FrontEnd(FrontEndConfig(), detector=named).config.detect_batch == auto
+    assert FrontEnd(FrontEndConfig(detect_batch=4), detector=named).config.detect_batch == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_default_batches_with_scrfd_on_cuda(detector: Path) -> None:
+    front = FrontEnd(FrontEndConfig(detector_path=str(detector), detector_backend="torch"))
+    assert front.detector.name.endswith("@torch:cuda")
+    assert front.config.detect_batch == GPU_DETECT_BATCH

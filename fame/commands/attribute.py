@@ -57,10 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument(
         "--detect-batch",
         type=_detect_batch,
-        default=1,
+        default=0,
         metavar="N",
-        help="key frames per face-detector call, 1-32: a lever for a detector on a GPU, keep 1 "
-        "on a CPU (as FAME_DETECT_BATCH)",
+        help="key frames per face-detector call, 1-32; 0 (default): 8 where the detector runs on "
+        "a GPU, 1 on a CPU (as FAME_DETECT_BATCH)",
     )
     parser.add_argument(
         "--detect-size",
@@ -221,8 +221,10 @@ def _detect_batch(text: str) -> int:
     from fame.faces.frontend import MAX_DETECT_BATCH
 
     value = int(text)
-    if not 1 <= value <= MAX_DETECT_BATCH:
-        raise argparse.ArgumentTypeError(f"must be in [1, {MAX_DETECT_BATCH}], got {value}")
+    if not 0 <= value <= MAX_DETECT_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (auto) or in [1, {MAX_DETECT_BATCH}], got {value}"
+        )
     return value
 
 

@@ -278,6 +278,13 @@ class LbpCascadeDetector:
         return [self.detect(rgb) for rgb in frames]
 
 
+def runs_on_gpu(detector: FaceDetector) -> bool:
+    """Whether the detector's network runs on a GPU (its name ends ``@torch:cuda`` or
+    ``@CUDAExecutionProvider``): where one call for several frames pays
+    (`fame.faces.frontend.GPU_DETECT_BATCH`)."""
+    return detector.name.rpartition("@")[2] in ("torch:cuda", _CUDA)
+
+
 def shared_dir() -> Path:
     """`$FAME_SHARED_DIR`, else ``../shared`` beside the repository root (or the cwd)."""
     env = os.environ.get("FAME_SHARED_DIR")

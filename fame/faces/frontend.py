@@ -25,7 +25,13 @@ import numpy as np
 
 from fame.errors import FameError, PoisonError
 from fame.faces.align import align_face
-from fame.faces.detector import DETECTOR_BACKENDS, Detections, FaceDetector, load_detector
+from fame.faces.detector import (
+    DETECTOR_BACKENDS,
+    Detections,
+    FaceDetector,
+    load_detector,
+    runs_on_gpu,
+)
 from fame.faces.keyframes import interpolate
 from fame.faces.tracker import IouTracker, Track, TrackerConfig, TrackStats
 from fame.video import decode
@@ -38,6 +44,11 @@ from schemas.errors import ErrorCode
 
 STAGES = ("fetch", "decode", "detect", "track", "align")
 MAX_DETECT_BATCH = 32  # frames waiting for their batch are held decoded: bound the memory
+# key frames per detector call where detect_batch is 0 (auto) and the detector runs on a GPU:
+# on the lent H200, 16 workers detecting 8 frames a call served 1.43x the events/s of frame by
+# frame (GPU 57 % busy, not 93 %); 16 and 32 showed no trend past the bursts' noise, and hold
+# more frames (docs/benchmarks.md). On a CPU batching was 0.74-1.14x, so auto is 1 there.
+GPU_DETECT_BATCH = 8
 log = logging.getLogger(__name__)
 
 
@@ -63,10 +74,11 @@ class FrontEndConfig:
     hwaccel: str = "none"  # "cuda": decode on the GPU's NVDEC (see fame.video.decode)
     crop_size_px: int = 112
     detect_every: int = 1  # detect on every k-th sampled frame, interpolate between (keyframes)
-    # key frames per detector call: one network call for several frames (meant for a GPU, where
-    # the workers' detections share the device); frames wait for their batch, so a worker holds
-    # up to 2 x detect_batch x detect_every decoded frames (waiting, and decoded ahead)
-    detect_batch: int = 1
+    # key frames per detector call: one network call for several frames (for a GPU, where the
+    # workers' detections share the device); 0: auto, `GPU_DETECT_BATCH` where the detector
+    # runs on a GPU, else 1. Frames wait for their batch, so a worker holds up to
+    # 2 x detect_batch x detect_every decoded frames (waiting, and decoded ahead)
+    detect_batch: int = 0
     # CPU threads for the detector (ONNX Runtime's intra-op threads) and for the decoder; 0: one
     # per core for a lone FrontEnd, and the CPUs divided among the workers in a FrontEndPool
     # (whose parallelism is its processes)
@@ -76,9 +88,9 @@ class FrontEndConfig:
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
-        if not 1 <= self.detect_batch <= MAX_DETECT_BATCH:
+        if not 0 <= self.detect_batch <= MAX_DETECT_BATCH:
             raise ValueError(
-                f"detect_batch must be in 1..{MAX_DETECT_BATCH}, got {self.detect_batch}"
+                f"detect_batch must be in 0 (auto)..{MAX_DETECT_BATCH}, got {self.detect_batch}"
             )
         if self.detector_threads < 0:
             raise ValueError(f"detector_threads must be >= 0, got {self.detector_threads}")
@@ -119,10 +131,10 @@ class FrontEndResult:
 
 
 class FrontEnd:
-    """Holds one loaded detector; `process` may be called for many videos, one at a time."""
+    """Holds one loaded detector; `process` may be called for many videos, one at a time.
+    Its ``config`` says what runs: ``detect_batch`` 0 (auto) is resolved for the detector."""
 
     def __init__(self, config: FrontEndConfig, detector: FaceDetector | None = None) -> None:
-        self.config = config
         if config.detector_threads > 0:
             # OpenCV (letterbox, blob, alignment) would start a thread per core in every
             # front-end worker process: the workers are the parallelism
@@ -136,6 +148,10 @@ class FrontEnd:
             threads=config.detector_threads,
             backend=config.detector_backend,
         )
+        if config.detect_batch == 0:
+            batch = GPU_DETECT_BATCH if runs_on_gpu(self.detector) else 1
+            config = replace(config, detect_batch=batch)
+        self.config = config
 
     def process(
         self, source: str | Path, sha256: str | None = None, work_dir: Path | None = None

@@ -179,11 +179,14 @@ def test_run_without_a_checkpoint_is_a_startup_error(
 
 def test_detect_batch_has_the_front_ends_bound() -> None:
     """Settings load without the front end (light), so the bound is written twice: one value."""
-    from fame.faces.frontend import MAX_DETECT_BATCH
+    from fame.faces.frontend import MAX_DETECT_BATCH, FrontEndConfig
 
+    assert Settings().detect_batch == 0  # auto: the front end's own default
+    assert FrontEndConfig().detect_batch == 0
     Settings(detect_batch=MAX_DETECT_BATCH)
-    with pytest.raises(ValidationError, match="detect_batch"):
-        Settings(detect_batch=MAX_DETECT_BATCH + 1)
+    for outside in (-1, MAX_DETECT_BATCH + 1):
+        with pytest.raises(ValidationError, match="detect_batch"):
+            Settings(detect_batch=outside)
 
 
 def test_a_live_feeds_backlog_never_limits_the_events_in_flight() -> None:
