@@ -27,7 +27,7 @@ from consumer.store import WindowStore
 from fame.attribution import ModelIdentity
 from fame.checkpoint import load_checkpoint, resolve_checkpoint
 from fame.data.cache import CROP_SIZE
-from fame.faces.frontend import FrontEndConfig, FrontEndPool
+from fame.faces.frontend import GPU_DETECT_BATCH, FrontEndConfig, FrontEndPool
 from fame.inference import InferenceEngine
 from fame.quantize import find_int8_encoder
 from fame.video.decode import SamplingPolicy
@@ -131,7 +131,7 @@ class Service:
             settings.workers,
             front.detector_threads,
             front.detect_every,
-            front.detect_batch or "auto: 8 on a GPU detector, else 1",
+            front.detect_batch or f"auto: {GPU_DETECT_BATCH} on a GPU detector, else 1",
             front.det_size,
             front.hwaccel,
         )

@@ -179,9 +179,11 @@ def test_run_without_a_checkpoint_is_a_startup_error(
 
 def test_detect_batch_has_the_front_ends_bound() -> None:
     """Settings load without the front end (light), so the bound is written twice: one value."""
-    from fame.faces.frontend import MAX_DETECT_BATCH, FrontEndConfig
+    from fame.faces.frontend import GPU_DETECT_BATCH, MAX_DETECT_BATCH, FrontEndConfig
 
     assert Settings().detect_batch == 0  # auto: the front end's own default
+    description = Settings.model_fields["detect_batch"].description
+    assert description is not None and f"auto: {GPU_DETECT_BATCH} where" in description
     assert FrontEndConfig().detect_batch == 0
     Settings(detect_batch=MAX_DETECT_BATCH)
     for outside in (-1, MAX_DETECT_BATCH + 1):
