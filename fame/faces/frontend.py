@@ -77,7 +77,7 @@ class FrontEndConfig:
     # key frames per detector call: one network call for several frames (for a GPU, where the
     # workers' detections share the device); 0: auto, `GPU_DETECT_BATCH` where the detector
     # runs on a GPU, else 1. Frames wait for their batch, so a worker holds up to
-    # 2 x detect_batch x detect_every decoded frames (waiting, and decoded ahead)
+    # detect_batch x detect_every decoded frames waiting and max(AHEAD_DEPTH, that) ahead
     detect_batch: int = 0
     # CPU threads for the detector (ONNX Runtime's intra-op threads) and for the decoder; 0: one
     # per core for a lone FrontEnd, and the CPUs divided among the workers in a FrontEndPool
