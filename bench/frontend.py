@@ -21,6 +21,7 @@ import functools
 import itertools
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -391,13 +392,18 @@ def decode_ceiling(videos: list[Path], workers: int, hwaccel: str = "none") -> d
 
 
 def ceiling(
-    videos: list[Path], detector_path: Path, workers: int, detect_batch: int = 0
+    videos: list[Path],
+    detector_path: Path,
+    workers: int,
+    detect_batch: int = 0,
+    worker_setup: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Events/s of `FrontEndPool(workers)` alone over `videos` submitted at once (detector
     loading excluded: the pool is warmed by one video first), detecting ``detect_batch``
-    frames per call (`FAME_DETECT_BATCH`; 0, the service's default: auto)."""
+    frames per call (`FAME_DETECT_BATCH`; 0, the service's default: auto). ``worker_setup``
+    runs in each worker first (a probe's variant of the front end)."""
     config = dataclasses.replace(frontend_config(detector_path), detect_batch=detect_batch)
-    with FrontEndPool(config, workers=workers) as pool:
+    with FrontEndPool(config, workers=workers, worker_setup=worker_setup) as pool:
         for warm in [pool.submit(video) for video in warm_up_videos(videos, workers)]:
             warm.result()
         with GpuBusy() as busy:

@@ -42,6 +42,12 @@ MAX_CUDA_GRAPHS = 64
 # inputs that are parameters of an operator, not data: read on the host (a device tensor read
 # there would synchronise, which a CUDA graph capture forbids)
 _HOST_INPUTS = {"Resize": 1, "Reshape": 1, "Slice": 1, "Unsqueeze": 1, "Gather": 1}
+# How a worker waits for its detection on the GPU: False, CUDA's default (a process with no more
+# CUDA contexts than cores spins a core at its next synchronisation), or True, sleeping on a
+# blocking-sync event until the GPU is done. Why it may matter: 16 workers whose detections take
+# turns on one GPU spend their wait spinning, on the cores their decoders need. Not measured
+# yet (bench/probe_cuda_wait.py sets it in the workers); the default stays CUDA's until it is.
+BLOCKING_WAIT = False
 
 
 class UnsupportedGraphError(ValueError):
@@ -186,6 +192,10 @@ class TorchSession:
             outputs = self._replay(kind, program, host) if self.cuda_graphs else None
             if outputs is None:
                 outputs = program(host.to(self.device))
+            if BLOCKING_WAIT and self.device.type == "cuda":
+                done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]
+                done.record()  # type: ignore[no-untyped-call]
+                done.synchronize()  # type: ignore[no-untyped-call]
             return outputs
 
     def _replay(
