@@ -194,8 +194,8 @@ class TorchSession:
                 outputs = program(host.to(self.device))
             if BLOCKING_WAIT and self.device.type == "cuda":
                 done = torch.cuda.Event(blocking=True)  # type: ignore[no-untyped-call]
-                done.record()  # type: ignore[no-untyped-call]
-                done.synchronize()  # type: ignore[no-untyped-call]
+                done.record()
+                done.synchronize()
             return outputs
 
     def _replay(
