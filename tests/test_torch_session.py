@@ -89,6 +89,24 @@ def test_cuda_graph_replay_matches_eager_at_every_size(detector: Path) -> None:
     assert len(replayed._captured) == 3
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_blocking_wait_gives_the_same_outputs(
+    detector: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`BLOCKING_WAIT` (bench/probe_cuda_wait.py's variant) only changes how the host waits."""
+    from fame.faces import torch_session
+
+    graph = free_size_graph(detector)
+    assert graph is not None
+    session = TorchSession(graph, "cuda")
+    blob = np.random.default_rng(6).standard_normal((1, 3, 384, 640), dtype=np.float32)
+    want = session.run(None, {"input.1": blob})
+    monkeypatch.setattr(torch_session, "BLOCKING_WAIT", True)
+    for _ in range(2):  # captured, then replayed
+        for a, b in zip(want, session.run(None, {"input.1": blob}), strict=True):
+            np.testing.assert_array_equal(b, a)
+
+
 def test_cuda_graphs_are_off_on_a_cpu(detector: Path) -> None:
     graph = free_size_graph(detector)
     assert graph is not None

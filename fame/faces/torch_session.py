@@ -45,8 +45,10 @@ _HOST_INPUTS = {"Resize": 1, "Reshape": 1, "Slice": 1, "Unsqueeze": 1, "Gather":
 # How a worker waits for its detection on the GPU: False, CUDA's default (a process with no more
 # CUDA contexts than cores spins a core at its next synchronisation), or True, sleeping on a
 # blocking-sync event until the GPU is done. Why it may matter: 16 workers whose detections take
-# turns on one GPU spend their wait spinning, on the cores their decoders need. Not measured
-# yet (bench/probe_cuda_wait.py sets it in the workers); the default stays CUDA's until it is.
+# turns on one GPU spend their wait spinning, on the cores their decoders need. Measured once
+# on the lent H200 (bench/probe_cuda_wait.py sets it in the workers): 1.11x the front-end
+# ceiling at 8 frames per call, 0.90x frame by frame, both within the runs' spread, so the
+# default stays CUDA's (docs/benchmarks.md, third GPU session).
 BLOCKING_WAIT = False
 
 
