@@ -9,15 +9,10 @@ CPU too, where both waits are the same code (a check)."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from pathlib import Path
-from typing import Any
 
-from bench import embedded, frontend
-from bench.run import EVENT_VIDEOS, shared_media
-from bench.stats import ratio
+from bench import frontend
+from bench.probe_detect_batch import Probe
 
 
 def blocking_wait() -> None:
@@ -28,29 +23,22 @@ def blocking_wait() -> None:
 
 
 def main() -> int:
-    media = shared_media()
-    if media is None:
+    probe = Probe.start("probe-cuda-wait.jsonl")
+    if probe is None:
         return 2
-    data, detector = media
-    settings = embedded.EmbeddedSettings()
-    burst = [data / EVENT_VIDEOS[i % len(EVENT_VIDEOS)] for i in range(settings.events)]
-    out = Path(os.environ["OUT"]) / "probe-cuda-wait.jsonl" if "OUT" in os.environ else None
-    decode = frontend.decode_ceiling(burst, settings.workers)
-    _emit(out, {"decode_only_ceiling": decode})
     for batch in (0, 1):
         for wait, setup in (("block", blocking_wait), ("spin", None)):
-            ceiling = frontend.ceiling(burst, detector, settings.workers, batch, setup)
-            vs_decode = ratio(ceiling["events_per_s"], decode["events_per_s"])
-            _emit(out, {"wait": wait, "frontend_ceiling": ceiling, "vs_decode_ceiling": vs_decode})
+            ceiling = frontend.ceiling(
+                probe.burst, probe.detector, probe.settings.workers, batch, setup
+            )
+            probe.emit(
+                {
+                    "wait": wait,
+                    "frontend_ceiling": ceiling,
+                    "vs_decode_ceiling": probe.vs_decode(ceiling),
+                }
+            )
     return 0
-
-
-def _emit(out: Path | None, row: dict[str, Any]) -> None:
-    line = json.dumps(row)
-    print(line, flush=True)
-    if out is not None:
-        with out.open("a") as f:
-            f.write(line + "\n")
 
 
 if __name__ == "__main__":

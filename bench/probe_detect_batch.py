@@ -14,53 +14,76 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bench import embedded, frontend
 from bench.run import EVENT_VIDEOS, shared_media
 from bench.stats import ratio
 
 
+class Probe(NamedTuple):
+    """What a front-end probe on the GPU measures against: the embedded section's burst and
+    detector, and the decode-only ceiling of that burst (measured first, and reported)."""
+
+    data: Path
+    detector: Path
+    settings: embedded.EmbeddedSettings
+    burst: list[Path]
+    decode_ceiling: dict[str, Any]
+    out: Path | None  # JSON lines, under $OUT when set
+
+    @classmethod
+    def start(cls, filename: str) -> Probe | None:
+        """None after saying what is missing (`shared_media`)."""
+        media = shared_media()
+        if media is None:
+            return None
+        data, detector = media
+        settings = embedded.EmbeddedSettings()
+        burst = [data / EVENT_VIDEOS[i % len(EVENT_VIDEOS)] for i in range(settings.events)]
+        out = Path(os.environ["OUT"]) / filename if "OUT" in os.environ else None
+        probe = cls(data, detector, settings, burst, {}, out)
+        decode = frontend.decode_ceiling(burst, settings.workers)
+        probe.emit({"decode_only_ceiling": decode})
+        return probe._replace(decode_ceiling=decode)
+
+    def vs_decode(self, result: dict[str, Any]) -> float:
+        return ratio(result["events_per_s"], self.decode_ceiling["events_per_s"])
+
+    def emit(self, row: dict[str, Any]) -> None:
+        """One measurement: a JSON line on stdout and in ``out``."""
+        line = json.dumps(row)
+        print(line, flush=True)
+        if self.out is not None:
+            with self.out.open("a") as f:
+                f.write(line + "\n")
+
+
 def main(argv: list[str]) -> int:
     batches = [int(b) for b in argv] or [16, 8, 32]
-    media = shared_media()
-    if media is None:
+    probe = Probe.start("probe-detect-batch.jsonl")
+    if probe is None:
         return 2
-    data, detector = media
-    settings = embedded.EmbeddedSettings()
-    burst = [data / EVENT_VIDEOS[i % len(EVENT_VIDEOS)] for i in range(settings.events)]
-    out = Path(os.environ["OUT"]) / "probe-detect-batch.jsonl" if "OUT" in os.environ else None
-    decode = frontend.decode_ceiling(burst, settings.workers)
-    _emit(out, {"decode_only_ceiling": decode})
+    settings, burst = probe.settings, probe.burst
     with tempfile.TemporaryDirectory(prefix="fame-probe-batch-") as tmp:
         work = Path(tmp)
-        env = embedded.service_env(settings, work, [data / v for v in EVENT_VIDEOS], detector)
+        videos = [probe.data / v for v in EVENT_VIDEOS]
+        env = embedded.service_env(settings, work, videos, probe.detector)
         for batch in batches:
-            ceiling = frontend.ceiling(burst, detector, settings.workers, batch)
+            ceiling = frontend.ceiling(burst, probe.detector, settings.workers, batch)
             result = embedded.fresh_burst(
                 {**env, "FAME_DETECT_BATCH": str(batch)}, work / f"batch-{batch}", burst, settings
             )
-            _emit(
-                out,
+            probe.emit(
                 {
                     "detect_batch": batch,
                     "frontend_ceiling": ceiling,
                     **result,
-                    "e2e_vs_decode_ceiling": ratio(result["events_per_s"], decode["events_per_s"]),
-                    "ceiling_vs_decode_ceiling": ratio(
-                        ceiling["events_per_s"], decode["events_per_s"]
-                    ),
-                },
+                    "e2e_vs_decode_ceiling": probe.vs_decode(result),
+                    "ceiling_vs_decode_ceiling": probe.vs_decode(ceiling),
+                }
             )
     return 0
-
-
-def _emit(out: Path | None, row: dict[str, Any]) -> None:
-    line = json.dumps(row)
-    print(line, flush=True)
-    if out is not None:
-        with out.open("a") as f:
-            f.write(line + "\n")
 
 
 if __name__ == "__main__":

@@ -580,3 +580,35 @@ def test_gpu_busy_is_none_without_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     with GpuBusy(interval_s=0.001) as busy:
         time.sleep(0.01)
     assert busy.result() is None
+
+
+def test_gpu_front_end_probes_write_each_measurement_as_it_comes(
+    shared: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bench.probe_detect_batch / probe_cuda_wait run on a lent GPU, where a call cut short must
+    still return what was measured: each row is a JSON line in $OUT as soon as it exists."""
+    from bench import probe_cuda_wait, probe_detect_batch
+    from fame.faces import torch_session
+
+    def decode_ceiling(videos: list[Path], workers: int) -> dict[str, float]:
+        return {"events_per_s": 10.0, "videos": len(videos), "workers": workers}
+
+    monkeypatch.setattr(probe_detect_batch.frontend, "decode_ceiling", decode_ceiling)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    probe = probe_detect_batch.Probe.start("probe.jsonl")
+    assert probe is not None and probe.out == tmp_path / "probe.jsonl"
+    assert probe.decode_ceiling["videos"] == len(probe.burst) == probe.settings.events
+    probe.emit({"wait": "spin", "events_per_s": 5.0})
+    assert probe.vs_decode({"events_per_s": 5.0}) == 0.5
+    rows = [json.loads(line) for line in probe.out.read_text().splitlines()]
+    assert rows == [
+        {"decode_only_ceiling": probe.decode_ceiling},
+        {"wait": "spin", "events_per_s": 5.0},
+    ]
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == rows
+    monkeypatch.setattr(torch_session, "BLOCKING_WAIT", False)
+    probe_cuda_wait.blocking_wait()  # what each worker runs first in the "block" variant
+    assert torch_session.BLOCKING_WAIT is True
