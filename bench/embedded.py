@@ -130,7 +130,7 @@ def run(
             except Exception as e:  # measured only where a GPU is lent: keep what came before
                 detector_on_cpu = {"error": repr(e)}
         frame_by_frame: dict[str, Any] = {}
-        if "@torch:cuda" in ceiling["detector"] and settings.detect_batch == 0:
+        if "cuda" in ceiling["detector"].lower() and settings.detect_batch == 0:  # auto batched
             try:
                 frame_by_frame = _frame_by_frame(env, work, burst, settings, result, decode_ceiling)
             except Exception as e:  # measured only where a GPU is lent: keep what came before
