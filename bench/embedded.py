@@ -44,6 +44,7 @@ from bench import frontend
 from bench.machine import GpuBusy
 from bench.stats import outcome_rate, percentiles, ratio
 from bench.untrained import make_checkpoint
+from fame.faces.detector import runs_on_gpu
 from fame.faces.frontend import available_cpus
 from fame.video.decode import hwaccel_unavailable
 
@@ -130,7 +131,7 @@ def run(
             except Exception as e:  # measured only where a GPU is lent: keep what came before
                 detector_on_cpu = {"error": repr(e)}
         frame_by_frame: dict[str, Any] = {}
-        if "cuda" in ceiling["detector"].lower() and settings.detect_batch == 0:  # auto batched
+        if runs_on_gpu(ceiling["detector"]) and settings.detect_batch == 0:  # auto batched
             try:
                 frame_by_frame = _frame_by_frame(env, work, burst, settings, result, decode_ceiling)
             except Exception as e:  # measured only where a GPU is lent: keep what came before
@@ -191,7 +192,7 @@ def _ceiling_by_workers(
     so where the workers' detections take turns on the GPU, sampled frames/s stop growing with
     workers while the GPU reads near 100 % busy (frame by frame on the H200: 288, 630, 796 and
     879 at 1, 4, 8 and 16 workers, 96 % busy); where their CPUs bound it, they keep growing."""
-    if "cuda" not in detector_name.lower():
+    if not runs_on_gpu(detector_name):
         return []
     return [
         frontend.ceiling(burst[: 4 * n], detector, n, settings.detect_batch)

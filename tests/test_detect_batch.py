@@ -201,7 +201,7 @@ def test_detect_batch_is_bounded(batch: int) -> None:
 
 
 class _NamedDetector:
-    """Only a name: what `runs_on_gpu` reads (nothing is detected here)."""
+    """Only a name: what `runs_on_gpu` judges (nothing is detected here)."""
 
     def __init__(self, name: str) -> None:
         self.name = name

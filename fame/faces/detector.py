@@ -278,11 +278,11 @@ class LbpCascadeDetector:
         return [self.detect(rgb) for rgb in frames]
 
 
-def runs_on_gpu(detector: FaceDetector) -> bool:
-    """Whether the detector's network runs on a GPU (its name ends ``@torch:cuda`` or
-    ``@CUDAExecutionProvider``): where one call for several frames pays
-    (`fame.faces.frontend.GPU_DETECT_BATCH`)."""
-    return detector.name.rpartition("@")[2] in ("torch:cuda", _CUDA)
+def runs_on_gpu(detector_name: str) -> bool:
+    """Whether a detector, by its ``name`` (as results report it), runs its network on a GPU
+    (``...@torch:cuda`` or ``...@CUDAExecutionProvider``): where one call for several frames
+    pays (`fame.faces.frontend.GPU_DETECT_BATCH`)."""
+    return detector_name.rpartition("@")[2] in ("torch:cuda", _CUDA)
 
 
 def shared_dir() -> Path:

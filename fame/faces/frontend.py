@@ -149,7 +149,7 @@ class FrontEnd:
             backend=config.detector_backend,
         )
         if config.detect_batch == 0:
-            batch = GPU_DETECT_BATCH if runs_on_gpu(self.detector) else 1
+            batch = GPU_DETECT_BATCH if runs_on_gpu(self.detector.name) else 1
             config = replace(config, detect_batch=batch)
         self.config = config
 
